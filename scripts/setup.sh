@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets loco-tf up on this machine: the Debian packages that render audio (when run as root) and
+# the Python package with everything it needs, installed editable from this checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(fluidsynth fluid-soundfont-gm)
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  if ! dpkg -s "${debian_packages[@]}" >/dev/null 2>&1; then
+    echo "setup: installing ${debian_packages[*]} (audio rendering)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debian_packages[@]}" >/dev/null
+  fi
+elif ! command -v fluidsynth >/dev/null 2>&1; then
+  echo "setup: fluidsynth is missing; install it with: sudo apt-get install ${debian_packages[*]}" >&2
+  echo "setup: (without it, data rendering is unavailable; the library and its tests still work)" >&2
+fi
+
+echo "setup: installing loco-tf and its Python dependencies"
+python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
