@@ -25,7 +25,9 @@ def count_prior_bias(omega: float, sequence_length: int) -> float:
     if not 0.0 < omega < 1.0:
         raise ValueError(f"omega must lie strictly between 0 and 1, got {omega!r}.")
     if sequence_length < 1:
-        raise ValueError(f"sequence_length must be a positive frame count, got {sequence_length!r}.")
+        raise ValueError(
+            f"sequence_length must be a positive frame count, got {sequence_length!r}."
+        )
     log_stay = math.log(omega) / sequence_length
     return math.log(-math.expm1(log_stay)) - log_stay
 

@@ -86,7 +86,8 @@ class LocoLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         if y_true.shape.rank is not None and y_true.shape.rank != 2:
             raise ValueError(
-                f"LocoLoss expects y_true of shape [batch, classes] (event counts), got {y_true.shape}."
+                "LocoLoss expects y_true of shape [batch, classes] (event counts), "
+                f"got {y_true.shape}."
             )
         if y_pred.shape.rank is not None and y_pred.shape.rank != 3:
             raise ValueError(

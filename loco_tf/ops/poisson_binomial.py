@@ -20,6 +20,8 @@ Two ways to differentiate the log-likelihood:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import tensorflow as tf
 
 NEG_INF = float("-inf")
@@ -28,19 +30,21 @@ LOG_LIKELIHOOD_METHODS = ("forward_backward", "scan")
 
 
 def _log_add_exp(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """log(exp(a) + exp(b)), exact at -inf in value and gradient.
+    """log(exp(a) + exp(b)) = hi + log1p(exp(lo - hi)), exact at -inf in value and gradient.
 
-    The shift is a stopped maximum so that ties split the gradient evenly (tf.maximum's gradient
-    would route all of it to one side); a shift of -inf (both terms are log 0) is replaced by 0
-    and the result put back to -inf, so no inf - inf or 0 / 0 reaches the gradient.
+    log1p keeps increments below float32's resolution of 1 (a frame adding 1e-9 of mass), which
+    log(1 + x) would drop: over 10,000 frames those losses add up. `hi`/`lo` are selected with
+    `tf.where`, so a tie splits the gradient evenly (tf.maximum would route all of it to one
+    side). Where both terms are log 0 the result is put back to -inf after a finite stand-in, so
+    no inf - inf reaches the gradient.
     """
-    shift = tf.stop_gradient(tf.maximum(a, b))
-    dead = tf.equal(shift, NEG_INF)
-    shift = tf.where(dead, tf.zeros_like(shift), shift)
-    total = tf.exp(a - shift) + tf.exp(b - shift)
-    total = tf.where(dead, tf.ones_like(total), total)
-    return tf.where(dead, tf.fill(tf.shape(total), tf.constant(NEG_INF, total.dtype)),
-                    shift + tf.math.log(total))
+    a_wins = a >= b
+    hi = tf.where(a_wins, a, b)
+    lo = tf.where(a_wins, b, a)
+    dead = tf.equal(hi, NEG_INF)
+    hi = tf.where(dead, tf.zeros_like(hi), hi)
+    out = hi + tf.math.log1p(tf.exp(lo - hi))
+    return tf.where(dead, tf.fill(tf.shape(out), tf.constant(NEG_INF, out.dtype)), out)
 
 
 def _log_sum_exp(x: tf.Tensor, axis: int) -> tf.Tensor:
@@ -50,16 +54,31 @@ def _log_sum_exp(x: tf.Tensor, axis: int) -> tf.Tensor:
     shift = tf.where(dead, tf.zeros_like(shift), shift)
     total = tf.reduce_sum(tf.exp(x - shift), axis=axis, keepdims=True)
     total = tf.where(dead, tf.ones_like(total), total)
-    out = tf.where(dead, tf.fill(tf.shape(total), tf.constant(NEG_INF, total.dtype)),
-                   shift + tf.math.log(total))
+    out = tf.where(
+        dead,
+        tf.fill(tf.shape(total), tf.constant(NEG_INF, total.dtype)),
+        shift + tf.math.log(total),
+    )
     return tf.squeeze(out, axis)
 
 
 def _safe_log(x: tf.Tensor) -> tf.Tensor:
     """log x with log 0 = -inf and a zero (not 0 * inf) gradient at 0."""
     positive = x > 0
-    return tf.where(positive, tf.math.log(tf.where(positive, x, tf.ones_like(x))),
-                    tf.constant(NEG_INF, x.dtype))
+    return tf.where(
+        positive, tf.math.log(tf.where(positive, x, tf.ones_like(x))), tf.constant(NEG_INF, x.dtype)
+    )
+
+
+def _safe_log1m(p: tf.Tensor) -> tf.Tensor:
+    """log(1 - p) via log1p: 1 - p rounds in float32 (relative error 6e-5 at p = 1e-3, which
+    10,000 frames turn into 6e-4 in log Pr). log 0 = -inf at p = 1 with a zero gradient."""
+    below_one = p < 1
+    return tf.where(
+        below_one,
+        tf.math.log1p(-tf.where(below_one, p, tf.zeros_like(p))),
+        tf.constant(NEG_INF, p.dtype),
+    )
 
 
 def _compute_dtype(x: tf.Tensor) -> tf.DType:
@@ -93,7 +112,7 @@ def log_event_probabilities(
     else:
         p = tf.convert_to_tensor(event_probabilities)
         p = tf.cast(p, _compute_dtype(p))
-        log_p, log_q = _safe_log(p), _safe_log(1.0 - p)
+        log_p, log_q = _safe_log(p), _safe_log1m(p)
     if lengths is not None:
         frames = tf.range(tf.shape(log_p)[1])
         valid = frames[None, :, None] < tf.cast(lengths, tf.int32)[:, None, None]
@@ -102,34 +121,81 @@ def log_event_probabilities(
     return log_p, log_q
 
 
-def _initial_log_pmf(batch_shape: tf.Tensor, k_max: int, dtype: tf.DType) -> tf.Tensor:
-    """Upsilon(k, 0) = 1[k = 0] (eq. 9), as log-probabilities `[..., k_max + 1]`."""
-    zero = tf.zeros(tf.concat([batch_shape, [1]], 0), dtype)
-    rest = tf.fill(tf.concat([batch_shape, [k_max]], 0), tf.constant(NEG_INF, dtype))
-    return tf.concat([zero, rest], -1)
+class _Frames(NamedTuple):
+    """Per-frame inputs of the recursion, time-major `[time, batch, classes]`.
 
-
-def _count_step(log_pmf: tf.Tensor, log_p: tf.Tensor, log_q: tf.Tensor) -> tf.Tensor:
-    """One frame of eq. 9 in log space, with eq. 14's tail bin.
-
-    Upsilon(k, t) = (1 - p) Upsilon(k, t-1) + p Upsilon(k-1, t-1); the last bin holds all
-    mass at or above k_max, which an event cannot move out of: tail(t) = tail(t-1) +
-    p Upsilon(k_max - 1, t-1).
-
-    Args:
-        log_pmf: `[..., k_max + 1]` log Upsilon(., t-1).
-        log_p, log_q: `[..., 1]` log p(t) and log(1 - p(t)).
+    Adding log(1 - p) ~ -1e-3 to every bin at every frame rounds the same way each time: over
+    10,000 frames float32 drifts by ~1e-3 in log Pr. So each frame's weights are divided by
+    max(p, 1 - p): the dominant term of eq. 9 then gets exactly + 0 and the bins only change by
+    real increments. The bins below k_max are kept relative to the running normaliser
+    M_t = sum_{s <= t} log max(p_s, 1 - p_s), summed once in float64; the tail bin (and the
+    backward messages' absorbing tail) is kept absolute, as its weight is 1, not p or 1 - p.
+    The normaliser cancels exactly, so its gradient is stopped.
     """
-    stay = log_pmf + log_q
-    move = log_pmf + log_p
-    middle = _log_add_exp(stay[..., 1:-1], move[..., :-2])
-    tail = _log_add_exp(log_pmf[..., -1:], move[..., -2:-1])
-    return tf.concat([stay[..., :1], middle, tail], -1)
+
+    log_p: tf.Tensor  # log p(t) - m(t)
+    log_q: tf.Tensor  # log(1 - p(t)) - m(t); one of the two is exactly 0
+    log_p_into_tail: tf.Tensor  # log p(t) + M_{t-1}: forward, bin k_max - 1 -> absolute tail
+    log_p_from_tail: tf.Tensor  # log p(t) - (M_T - M_{t-1}): backward, the same move
+    offset_before: tf.Tensor  # M_{t-1}
+    offset_after: tf.Tensor  # M_T - M_t
+    total: tf.Tensor  # M_T, `[batch, classes]`
 
 
-def _time_major(x: tf.Tensor) -> tf.Tensor:
-    """`[batch, time, classes]` -> `[time, batch, classes, 1]` for the recursion."""
-    return tf.transpose(x, [1, 0, 2])[..., None]
+def _frames(log_p: tf.Tensor, log_q: tf.Tensor) -> _Frames:
+    """`[batch, time, classes]` log p, log(1 - p) -> normalised time-major `_Frames`."""
+    log_p = tf.transpose(log_p, [1, 0, 2])
+    log_q = tf.transpose(log_q, [1, 0, 2])
+    norm = tf.stop_gradient(tf.maximum(log_p, log_q))
+    norm64 = tf.cast(norm, tf.float64)
+    before = tf.cumsum(norm64, axis=0, exclusive=True)
+    total = tf.reduce_sum(norm64, axis=0)
+    after = total[None] - before - norm64
+    before, after, total = (tf.cast(x, log_p.dtype) for x in (before, after, total))
+    return _Frames(
+        log_p=log_p - norm,
+        log_q=log_q - norm,
+        log_p_into_tail=log_p + before,
+        log_p_from_tail=log_p - (after + norm),
+        offset_before=before,
+        offset_after=after,
+        total=total,
+    )
+
+
+def _forward_step(state: tf.Tensor, log_p, log_q, log_p_into_tail) -> tf.Tensor:
+    """One frame of eq. 9 in log space, with eq. 14's tail bin. State `[k_max + 1, ...]`.
+
+    Upsilon(k, t) = (1 - p) Upsilon(k, t-1) + p Upsilon(k-1, t-1)             (eq. 9)
+    tail(t) = tail(t-1) + p Upsilon(k_max - 1, t-1)   (mass at or above k_max stays there, eq. 14)
+    Bins below k_max are relative to the normaliser (see `_Frames`), the tail is absolute.
+    """
+    body, tail = state[:-1], state[-1:]
+    stay = body + log_q
+    body = tf.concat([stay[:1], _log_add_exp(stay[1:], body[:-1] + log_p)], 0)
+    tail = _log_add_exp(tail, state[-2:-1] + log_p_into_tail)
+    return tf.concat([body, tail], 0)
+
+
+def _backward_step(state: tf.Tensor, log_p, log_q, log_p_from_tail) -> tf.Tensor:
+    """eq. 9 run backwards: beta_{t-1}(k) = (1 - p) beta_t(k) + p beta_t(min(k + 1, k_max)),
+    with beta_t(k) = Pr(Y_T = y | Y_t = k) and the tail absorbing (beta(k_max) is constant)."""
+    body, tail = state[:-1], state[-1:]
+    moved = tf.concat([body[1:] + log_p, tail + log_p_from_tail], 0)
+    return tf.concat([_log_add_exp(body + log_q, moved), tail], 0)
+
+
+def _initial_state(frames: _Frames, k_max: int) -> tf.Tensor:
+    """Upsilon(k, 0) = 1[k = 0] (eq. 9) as log-probabilities, `[k_max + 1, batch, classes]`."""
+    zero = tf.zeros_like(frames.total)[None]
+    log_zero = tf.constant(NEG_INF, zero.dtype)
+    return tf.concat([zero, tf.fill(tf.concat([[k_max], tf.shape(zero)[1:]], 0), log_zero)], 0)
+
+
+def _log_pmf_from_state(state: tf.Tensor, frames: _Frames) -> tf.Tensor:
+    """Final state -> absolute `[batch, classes, k_max + 1]` log-probabilities."""
+    log_pmf = tf.concat([state[:-1] + frames.total[None], state[-1:]], 0)
+    return tf.transpose(log_pmf, [1, 2, 0])
 
 
 def _check_k_max(k_max: int) -> int:
@@ -163,14 +229,16 @@ def poisson_binomial_log_pmf(
     if method not in LOG_PMF_METHODS:
         raise ValueError(f"method must be one of {LOG_PMF_METHODS}, got {method!r}.")
     log_p, log_q = log_event_probabilities(event_probabilities, logits=logits, lengths=lengths)
-    init = _initial_log_pmf(tf.shape(log_p)[::2], k_max, log_p.dtype)
-    log_pmfs = tf.scan(
-        lambda log_pmf, frame: _count_step(log_pmf, *frame),
-        (_time_major(log_p), _time_major(log_q)),
+    frames = _frames(log_p, log_q)
+    init = _initial_state(frames, k_max)
+    states = tf.scan(
+        lambda state, frame: _forward_step(state, *frame),
+        (frames.log_p, frames.log_q, frames.log_p_into_tail),
         initializer=init,
     )
     # T = 0 leaves the initial distribution (no frames, no events).
-    return tf.cond(tf.shape(log_pmfs)[0] > 0, lambda: log_pmfs[-1], lambda: init)
+    final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: init)
+    return _log_pmf_from_state(final, frames)
 
 
 def _gather_count(log_pmf: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
@@ -181,58 +249,58 @@ def _gather_count(log_pmf: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _forward_messages(log_p: tf.Tensor, log_q: tf.Tensor, init: tf.Tensor) -> tf.Tensor:
-    """All log Upsilon(., t) for t = 0 .. T, `[T + 1, batch, classes, k_max + 1]`."""
-    steps = tf.shape(log_p)[0]
-    out = tf.TensorArray(init.dtype, size=steps + 1, element_shape=init.shape).write(0, init)
+def _forward_messages(frames: _Frames, init: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """States before every frame, `[time, k_max + 1, batch, classes]`, and the final state."""
+    steps = tf.shape(frames.log_p)[0]
+    before = tf.TensorArray(init.dtype, size=steps, element_shape=init.shape)
 
-    def body(t, log_pmf, out):
-        log_pmf = _count_step(log_pmf, log_p[t], log_q[t])
-        return t + 1, log_pmf, out.write(t + 1, log_pmf)
+    def body(t, state, before):
+        before = before.write(t, state)
+        state = _forward_step(state, frames.log_p[t], frames.log_q[t], frames.log_p_into_tail[t])
+        return t + 1, state, before
 
-    _, _, out = tf.while_loop(
-        lambda t, *_: t < steps, body, (0, init, out), maximum_iterations=steps
+    _, final, before = tf.while_loop(
+        lambda t, *_: t < steps, body, (0, init, before), maximum_iterations=steps
     )
-    return out.stack()
+    return before.stack(), final
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _relative_backward_sums(
-    alphas: tf.Tensor, log_p: tf.Tensor, log_q: tf.Tensor, counts: tf.Tensor
+def _posterior_terms(
+    frames: _Frames, before: tf.Tensor, final: tf.Tensor, counts: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """log(S0 / Pr) and log(S1 / Pr) per frame, from forward and backward messages.
+    """log(S0 / Pr) and log(S1 / Pr) per frame, `[time, batch, classes]`.
 
-    beta_t(k) = log Pr(Y_T = y | Y_t = k) runs eq. 9 backwards from the indicator of y
-    (Y_t = k_max is the absorbing tail). With alpha_{t-1} = log Upsilon(., t-1):
+    With alpha = log Upsilon(., t-1) and beta_t(k) = log Pr(Y_T = y | Y_t = k):
         Pr(Y = y) = (1 - p) S0 + p S1,  S0 = sum_k alpha(k) beta_t(k),
                                           S1 = sum_k alpha(k) beta_t(min(k + 1, k_max)),
-    so d log Pr / dp(t) = (S1 - S0) / Pr, and Pr(event at t | Y = y) = p S1 / Pr.
-
-    Returns:
-        Two `[time, batch, classes]` tensors.
+    so d log Pr / dp(t) = (S1 - S0) / Pr and Pr(event at t | Y = y) = p S1 / Pr.
     """
-    steps = tf.shape(log_p)[0]
-    k_max = alphas.shape[-1] - 1
-    beta = tf.where(
-        tf.range(k_max + 1) == counts[..., None],
-        tf.zeros_like(alphas[-1]),
-        tf.fill(tf.shape(alphas[-1]), tf.constant(NEG_INF, alphas.dtype)),
-    )
-    betas = tf.TensorArray(alphas.dtype, size=steps, element_shape=beta.shape)
+    steps = tf.shape(frames.log_p)[0]
+    k_max = final.shape[0] - 1
+    is_count = tf.range(k_max + 1)[:, None, None] == counts[None]
+    log_zero = tf.fill(tf.shape(final), tf.constant(NEG_INF, final.dtype))
+    state = tf.where(is_count, tf.zeros_like(final), log_zero)
+    after = tf.TensorArray(final.dtype, size=steps, element_shape=final.shape)
 
-    def body(t, beta, betas):
-        betas = betas.write(t - 1, beta)
-        below = _log_add_exp(beta[..., :-1] + log_q[t - 1], beta[..., 1:] + log_p[t - 1])
-        return t - 1, tf.concat([below, beta[..., -1:]], -1), betas
+    def body(t, state, after):
+        after = after.write(t - 1, state)
+        state = _backward_step(
+            state, frames.log_p[t - 1], frames.log_q[t - 1], frames.log_p_from_tail[t - 1]
+        )
+        return t - 1, state, after
 
-    _, _, betas = tf.while_loop(
-        lambda t, *_: t > 0, body, (steps, beta, betas), maximum_iterations=steps
+    _, _, after = tf.while_loop(
+        lambda t, *_: t > 0, body, (steps, state, after), maximum_iterations=steps
     )
-    betas = betas.stack()  # beta_t for t = 1 .. T
-    shifted = tf.concat([betas[..., 1:], betas[..., -1:]], -1)
-    log_likelihood = _gather_count(alphas[-1], counts)[None]
-    log_s0 = _log_sum_exp(alphas[:-1] + betas, -1) - log_likelihood
-    log_s1 = _log_sum_exp(alphas[:-1] + shifted, -1) - log_likelihood
+    after = after.stack()
+    # Back to absolute log-probabilities (one rounding each, no accumulation).
+    alpha = tf.concat([before[:, :-1] + frames.offset_before[:, None], before[:, -1:]], 1)
+    beta = tf.concat([after[:, :-1] + frames.offset_after[:, None], after[:, -1:]], 1)
+    beta_shifted = tf.concat([beta[:, 1:], beta[:, -1:]], 1)
+    log_likelihood = _gather_count(_log_pmf_from_state(final, frames), counts)
+    log_s0 = _log_sum_exp(alpha + beta, 1) - log_likelihood[None]
+    log_s1 = _log_sum_exp(alpha + beta_shifted, 1) - log_likelihood[None]
     return log_s0, log_s1
 
 
@@ -288,22 +356,19 @@ def _log_likelihood_forward_backward(inputs, counts, lengths, k_max, from_logits
         x_compute = tf.stop_gradient(tf.cast(x, _compute_dtype(x)))
         kwargs = {"logits": x_compute} if from_logits else {"event_probabilities": x_compute}
         log_p, log_q = log_event_probabilities(lengths=lengths, **kwargs)
-        log_p, log_q = _time_major(log_p), _time_major(log_q)
-        init = _initial_log_pmf(tf.shape(log_p)[1:3], k_max, log_p.dtype)
-        alphas = _forward_messages(log_p, log_q, init)
-        value = _gather_count(alphas[-1], counts)
+        frames = _frames(log_p, log_q)
+        before, final = _forward_messages(frames, _initial_state(frames, k_max))
+        value = _gather_count(_log_pmf_from_state(final, frames), counts)
 
         def grad(upstream):
-            log_s0, log_s1 = _relative_backward_sums(alphas, log_p, log_q, counts)
-            log_p1, log_q1 = log_p[..., 0], log_q[..., 0]
+            log_s0, log_s1 = _posterior_terms(frames, before, final, counts)
             if from_logits:
-                # q u - p (1 - u) = u - p: posterior minus prior event probability, where
-                # u = p S1 / Pr and 1 - u = q S0 / Pr.
-                local = tf.exp(log_q1 + log_p1 + log_s1) - tf.exp(log_p1 + log_q1 + log_s0)
+                # p q (S1 - S0) / Pr = u - p: posterior minus prior event probability.
+                log_pq = tf.transpose(log_p + log_q, [1, 0, 2])
+                local = tf.exp(log_pq + log_s1) - tf.exp(log_pq + log_s0)
             else:
                 local = tf.exp(log_s1) - tf.exp(log_s0)
-            frames = tf.range(tf.shape(local)[0])
-            valid = frames[:, None, None] < lengths[None, :, None]
+            valid = tf.range(tf.shape(local)[0])[:, None, None] < lengths[None, :, None]
             local = tf.where(valid, local, tf.zeros_like(local))
             local = tf.transpose(local, [1, 0, 2]) * tf.cast(upstream, local.dtype)[:, None, :]
             return tf.cast(local, x.dtype)
