@@ -231,24 +231,35 @@ def poisson_binomial_log_pmf(
     log_p, log_q = log_event_probabilities(event_probabilities, logits=logits, lengths=lengths)
     frames = _frames(log_p, log_q)
     init = _initial_state(frames, k_max)
-    states = tf.scan(
-        lambda state, frame: _forward_step(state, *frame),
-        (frames.log_p, frames.log_q, frames.log_p_into_tail),
-        initializer=init,
+    # Inline in a caller's graph (XLA can then see static shapes); its own graph when eager,
+    # where tf.scan would otherwise run step by step in Python.
+    scan = _scan_forward_graph if tf.executing_eagerly() else _scan_forward
+    return _log_pmf_from_state(scan(frames, init), frames)
+
+
+def _scan_forward(frames: _Frames, init: tf.Tensor) -> tf.Tensor:
+    # One extra p = 0 frame (the identity step) so that T = 0 still scans one element.
+    one_frame = tf.concat([[1], tf.shape(frames.log_p)[1:]], 0)
+    identity = tf.fill(one_frame, tf.constant(NEG_INF, init.dtype))
+    inputs = (
+        tf.concat([frames.log_p, identity], 0),
+        tf.concat([frames.log_q, tf.zeros_like(identity)], 0),
+        tf.concat([frames.log_p_into_tail, identity], 0),
     )
-    # T = 0 leaves the initial distribution (no frames, no events).
-    final = tf.cond(tf.shape(states)[0] > 0, lambda: states[-1], lambda: init)
-    return _log_pmf_from_state(final, frames)
+    states = tf.scan(lambda state, frame: _forward_step(state, *frame), inputs, initializer=init)
+    return states[-1]
+
+
+_scan_forward_graph = tf.function(_scan_forward)
 
 
 def _gather_count(log_pmf: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
     """log Pr(Y = y) from `[batch, classes, k_max + 1]`; counts above k_max read the tail."""
-    k_max = log_pmf.shape[-1] - 1
-    counts = tf.clip_by_value(tf.cast(counts, tf.int32), 0, k_max)
+    counts = tf.clip_by_value(tf.cast(counts, tf.int32), 0, tf.shape(log_pmf)[-1] - 1)
     return tf.gather(log_pmf, counts, batch_dims=2)
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True)
 def _forward_messages(frames: _Frames, init: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """States before every frame, `[time, k_max + 1, batch, classes]`, and the final state."""
     steps = tf.shape(frames.log_p)[0]
@@ -265,7 +276,7 @@ def _forward_messages(frames: _Frames, init: tf.Tensor) -> tuple[tf.Tensor, tf.T
     return before.stack(), final
 
 
-@tf.function(jit_compile=True, reduce_retracing=True)
+@tf.function(jit_compile=True)
 def _posterior_terms(
     frames: _Frames, before: tf.Tensor, final: tf.Tensor, counts: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -277,8 +288,7 @@ def _posterior_terms(
     so d log Pr / dp(t) = (S1 - S0) / Pr and Pr(event at t | Y = y) = p S1 / Pr.
     """
     steps = tf.shape(frames.log_p)[0]
-    k_max = final.shape[0] - 1
-    is_count = tf.range(k_max + 1)[:, None, None] == counts[None]
+    is_count = tf.range(tf.shape(final)[0])[:, None, None] == counts[None]
     log_zero = tf.fill(tf.shape(final), tf.constant(NEG_INF, final.dtype))
     state = tf.where(is_count, tf.zeros_like(final), log_zero)
     after = tf.TensorArray(final.dtype, size=steps, element_shape=final.shape)
