@@ -84,6 +84,7 @@ class LocoLoss(keras.losses.Loss):
         self.method = method
 
     def call(self, y_true, y_pred):
+        y_true, y_pred = tf.convert_to_tensor(y_true), tf.convert_to_tensor(y_pred)
         if y_true.shape.rank is not None and y_true.shape.rank != 2:
             raise ValueError(
                 "LocoLoss expects y_true of shape [batch, classes] (event counts), "
