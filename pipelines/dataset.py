@@ -1,0 +1,307 @@
+"""tf.data input from the segment shards of `pipelines.tfrecords`.
+
+`training_dataset`: shard files -> interleave(TFRecordDataset) -> parse -> shuffle -> augment
+-> pad -> batch -> prefetch, yielding `({"features", "lengths"}, counts)`. Its parser reads
+exactly three keys, `features`, `num_frames` and `counts` (`TRAINING_SPEC`): the evaluation-only
+`event_frames` are never parsed, so no timing information can reach a model trained on it.
+
+`evaluation_dataset`: the same records in file order, one flat dict per batch that also has the
+event frames (padded with -1), the source id and the start frame, for scoring detections.
+
+Fixed padding: every training batch is padded to `pad_to_frames` (400) frames, with zeros,
+rather than bucketed by length. An XLA-compiled step (the loss's `tf.scan` included) compiles
+once per input shape; one shape means one compilation, and the variable lengths that matter
+(§4.5) are carried by `lengths`, with which the model zeroes the event probabilities of padded
+frames.
+
+Extract stacking (§7.1, "playing two samples simultaneously") is done here, on features:
+powers add, so channel 0 mixes as `10 * log10(10 ** (a / 10) + 10 ** (b / 10))` (less one
+`amin`, so that mixing with silence changes nothing), channel 1 is recomputed as the causal
+difference of the mix, counts add and the length is the longer of the two. Augmentations that
+move events in time (sample-rate variation, time stretching) are done on audio before feature
+extraction, where event times are known (`pipelines.audio`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections.abc import Hashable, Sequence
+
+import tensorflow as tf
+
+from loco_tf.features import FeatureConfig
+from loco_tf.pipelines.tfrecords import (
+    COUNTS,
+    EVENT_FRAMES,
+    EVENT_FRAMES_LENGTHS,
+    FEATURES,
+    NUM_FRAMES,
+    SOURCE,
+    START_FRAME,
+    Manifest,
+    read_manifest,
+)
+
+PathLike = str | os.PathLike
+
+TRAINING_SPEC = {
+    FEATURES: tf.io.FixedLenFeature([], tf.string),
+    NUM_FRAMES: tf.io.FixedLenFeature([], tf.int64),
+    COUNTS: tf.io.VarLenFeature(tf.int64),
+}
+EVALUATION_SPEC = {
+    **TRAINING_SPEC,
+    SOURCE: tf.io.FixedLenFeature([], tf.string),
+    START_FRAME: tf.io.FixedLenFeature([], tf.int64),
+    EVENT_FRAMES: tf.io.RaggedFeature(
+        tf.int64,
+        value_key=EVENT_FRAMES,
+        partitions=[tf.io.RaggedFeature.RowLengths(EVENT_FRAMES_LENGTHS)],
+    ),
+}
+_PARTNER_SHUFFLE_BUFFER = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Feature-level augmentation for `training_dataset`.
+
+    Only extract stacking happens at this level; sample-rate variation and time stretching
+    change event times and are applied to audio at preprocessing (`pipelines.audio`).
+
+    Attributes:
+        stack_probability: chance that an example is mixed with another random example
+            (§7.1); their counts add.
+    """
+
+    stack_probability: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.stack_probability <= 1.0:
+            raise ValueError(f"stack_probability must be in [0, 1]: {self.stack_probability}")
+
+
+def _resolve(
+    source: PathLike | Manifest,
+    classes: Sequence[Hashable] | None,
+    feature_config: FeatureConfig | None,
+) -> tuple[list[str], list[int] | None, FeatureConfig]:
+    """Shard files, the count columns to keep, and the front end."""
+    if not isinstance(source, Manifest) and not os.fspath(source).endswith(".manifest.json"):
+        files = sorted(f for f in glob.glob(os.fspath(source)) if ".tmp-" not in f)
+        if not files:
+            raise FileNotFoundError(f"no TFRecord shards match {os.fspath(source)!r}")
+        if classes is not None and not all(isinstance(c, int) for c in classes):
+            raise ValueError("without a manifest, classes are column indices into `counts`")
+        return files, None if classes is None else list(classes), feature_config or FeatureConfig()
+    manifest = source if isinstance(source, Manifest) else read_manifest(source)
+    if feature_config is not None and feature_config != manifest.feature_config:
+        raise ValueError(
+            f"{manifest.path}: the shards' features were computed with "
+            f"{manifest.feature_config}, not {feature_config}"
+        )
+    if classes is None:
+        classes = manifest.class_names
+    missing = [c for c in classes if c not in manifest.class_names]
+    if missing:
+        raise ValueError(f"{manifest.path}: classes {missing} not in {manifest.class_names}")
+    indices = [manifest.class_names.index(c) for c in classes]
+    return manifest.files, indices, manifest.feature_config
+
+
+def _records(files: list[str], shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    names = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        names = names.shuffle(len(files), seed=seed)
+
+    def read(name):
+        compression = tf.where(tf.strings.regex_full_match(name, r".*\.gz"), "GZIP", "")
+        return tf.data.TFRecordDataset(name, compression_type=compression)
+
+    # A shard holds whole files, so reading many shards at once mixes files before the shuffle.
+    return names.interleave(
+        read,
+        cycle_length=min(len(files), 16) if shuffle else 1,
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE if shuffle else None,
+    )
+
+
+def _parse(serialized, spec, n_mels: int, class_indices: list[int] | None) -> dict:
+    parsed = tf.io.parse_single_example(serialized, spec)
+    length = tf.cast(parsed[NUM_FRAMES], tf.int32)
+    features = tf.reshape(tf.io.decode_raw(parsed[FEATURES], tf.float32), [length, n_mels, 2])
+    counts = tf.sparse.to_dense(parsed[COUNTS])
+    if class_indices is not None:
+        counts = tf.gather(counts, class_indices)
+    example = {"features": features, "lengths": length, "counts": counts}
+    if EVENT_FRAMES in parsed:
+        event_frames = parsed[EVENT_FRAMES]
+        if class_indices is not None:
+            event_frames = tf.gather(event_frames, class_indices)
+        example["event_frames"] = tf.cast(event_frames.to_tensor(default_value=-1), tf.int32)
+        example["source"] = parsed[SOURCE]
+        example["start_frame"] = parsed[START_FRAME]
+    return example
+
+
+def _mix_power_db(a, b, amin: float):
+    """Log-mel dB of the sum of two powers; the silence floor `amin` is counted once."""
+    power = tf.pow(10.0, a / 10.0) + tf.pow(10.0, b / 10.0) - amin
+    return 10.0 * tf.math.log(tf.maximum(power, amin)) / tf.math.log(10.0)
+
+
+def stack_extracts(a: dict, b: dict, amin: float) -> dict:
+    """Plays two examples at once (§7.1), on `{"features", "lengths", "counts"}` dicts.
+
+    Channel 0 (dB) mixes powers, the shorter example being silence (the `amin` floor) past
+    its end; channel 1 is the causal difference of the mix. At frame 0 the previous frame of
+    each example is recovered from its own difference (`x[-1] = x[0] - d[0]`) and mixed too,
+    so a segment cut from the middle of a file keeps its nonzero first difference.
+    """
+    length = tf.maximum(a["lengths"], b["lengths"])
+    floor = 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
+
+    def log_mel(example):
+        padding = [[0, length - example["lengths"]], [0, 0]]
+        return tf.pad(example["features"][:, :, 0], padding, constant_values=floor)
+
+    def previous(example):
+        return example["features"][0, :, 0] - example["features"][0, :, 1]
+
+    mixed = _mix_power_db(log_mel(a), log_mel(b), amin)
+    mixed_previous = _mix_power_db(previous(a), previous(b), amin)
+    difference = mixed - tf.concat([mixed_previous[tf.newaxis], mixed[:-1]], axis=0)
+    return {
+        "features": tf.stack([mixed, difference], axis=-1),
+        "lengths": length,
+        "counts": a["counts"] + b["counts"],
+    }
+
+
+def _pad(example: dict, frames: int) -> dict:
+    features = example["features"]
+    checked = tf.debugging.assert_less_equal(
+        example["lengths"], frames, message=f"a segment is longer than pad_to_frames={frames}"
+    )
+    with tf.control_dependencies([checked]):
+        features = tf.pad(features, [[0, frames - example["lengths"]], [0, 0], [0, 0]])
+    return {**example, "features": tf.ensure_shape(features, [frames, *features.shape[1:]])}
+
+
+def training_dataset(
+    source: PathLike | Manifest,
+    batch_size: int,
+    classes: Sequence[Hashable] | None = None,
+    *,
+    shuffle_buffer: int = 1024,
+    augment: Augment | None = None,
+    pad_to_frames: int = 400,
+    seed: int | None = None,
+    repeat: bool = True,
+    feature_config: FeatureConfig | None = None,
+) -> tf.data.Dataset:
+    """Batches of `({"features", "lengths"}, counts)` for `model.fit`.
+
+    Args:
+        source: a manifest (path ending in `.manifest.json`, or a `Manifest`) or a glob
+            pattern of shard files (temporary `.tmp-<pid>` files are never read).
+        batch_size: examples per batch.
+        classes: with a manifest, the class names to count, in output order; with a pattern,
+            column indices into the stored counts. None keeps all.
+        shuffle_buffer: examples in the shuffle buffer (each ~256 KB at 400 x 80 x 2); 0 or 1
+            turns shuffling off, along with the shuffling of shard order.
+        augment: feature-level augmentation, or None.
+        pad_to_frames: T of every batch; padding frames are zeros. A longer segment raises.
+        seed: makes shard order, shuffling and augmentation repeatable.
+        repeat: repeat forever (batches then all have `batch_size` examples); False gives one
+            pass, the last batch possibly smaller.
+        feature_config: the front end, needed for `n_mels` and `amin` with a pattern
+            (default `FeatureConfig()`); with a manifest it must match the manifest's or be
+            None.
+
+    Returns:
+        A dataset of `({"features": float32 [B, pad_to_frames, n_mels, 2], "lengths": int32
+        [B]}, counts float32 [B, classes])`.
+    """
+    files, class_indices, config = _resolve(source, classes, feature_config)
+
+    def parse(serialized):
+        return _parse(serialized, TRAINING_SPEC, config.n_mels, class_indices)
+
+    def examples(buffer, stream_seed):
+        stream = _records(files, buffer > 1, stream_seed).map(parse, tf.data.AUTOTUNE)
+        return stream.shuffle(buffer, seed=stream_seed) if buffer > 1 else stream
+
+    dataset = examples(shuffle_buffer, seed)
+    if repeat:
+        dataset = dataset.repeat()
+    if augment is not None and augment.stack_probability > 0.0:
+        probability = augment.stack_probability
+        # Partners are always shuffled: two unshuffled streams would run in the same order and
+        # stack every example with itself.
+        partner_buffer = max(shuffle_buffer, _PARTNER_SHUFFLE_BUFFER)
+        partners = examples(partner_buffer, None if seed is None else seed + 1).repeat()
+        coins = tf.data.Dataset.random(seed=None if seed is None else seed + 2)
+
+        def maybe_stack(example, partner, coin):
+            chosen = tf.cast(coin % 1_000_000, tf.float32) / 1e6 < probability
+            return tf.cond(
+                chosen, lambda: stack_extracts(example, partner, config.amin), lambda: example
+            )
+
+        dataset = tf.data.Dataset.zip(dataset, partners, coins).map(maybe_stack, tf.data.AUTOTUNE)
+    dataset = dataset.map(lambda example: _pad(example, pad_to_frames), tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=repeat)
+    dataset = dataset.map(
+        lambda batch: (
+            {"features": batch["features"], "lengths": batch["lengths"]},
+            tf.cast(batch["counts"], tf.float32),
+        )
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_dataset(
+    source: PathLike | Manifest,
+    batch_size: int,
+    classes: Sequence[Hashable] | None = None,
+    *,
+    pad_to_frames: int | None = 400,
+    feature_config: FeatureConfig | None = None,
+) -> tf.data.Dataset:
+    """Batches of every record once, in file order, with event frames for scoring.
+
+    Args:
+        source, classes, feature_config: as for `training_dataset`.
+        batch_size: examples per batch (the last may be smaller).
+        pad_to_frames: T of every batch, or None for the longest segment in each batch.
+
+    Returns:
+        A dataset of dicts: "features" float32 `[B, T, n_mels, 2]` (zero padding),
+        "lengths" int32 `[B]`, "counts" float32 `[B, C]`, "event_frames" int32 `[B, C, E]`
+        (frames relative to the segment start, padded with -1), "source" string `[B]`,
+        "start_frame" int64 `[B]`. A dict rather than an `(x, y, ...)` tuple, so that Keras
+        never takes the extra fields for sample weights.
+    """
+    files, class_indices, config = _resolve(source, classes, feature_config)
+    dataset = _records(files, shuffle=False, seed=None).map(
+        lambda serialized: _parse(serialized, EVALUATION_SPEC, config.n_mels, class_indices),
+        tf.data.AUTOTUNE,
+    )
+    if pad_to_frames is not None:
+        dataset = dataset.map(lambda example: _pad(example, pad_to_frames), tf.data.AUTOTUNE)
+    dataset = dataset.padded_batch(
+        batch_size,
+        padding_values={
+            "features": 0.0,
+            "lengths": 0,
+            "counts": tf.constant(0, tf.int64),
+            "event_frames": -1,
+            "source": "",
+            "start_frame": tf.constant(0, tf.int64),
+        },
+    )
+    return dataset.map(lambda batch: {**batch, "counts": tf.cast(batch["counts"], tf.float32)})

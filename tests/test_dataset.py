@@ -1,0 +1,257 @@
+"""tf.data input: exact round trip, fixed padding, no timing in training input, stacking."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from loco_tf.features import FeatureConfig, compute_features
+from loco_tf.pipelines.dataset import (
+    EVALUATION_SPEC,
+    TRAINING_SPEC,
+    Augment,
+    evaluation_dataset,
+    stack_extracts,
+    training_dataset,
+)
+from loco_tf.pipelines.tfrecords import SegmentExample, write_shards
+
+CONFIG = FeatureConfig()
+CLASSES = ("KD", "SD", "HH")
+FLOOR = -100.0
+
+
+def ten_examples(seed=0):
+    """Lengths 391..400, one per example, so an example can be found by its length."""
+    rng = np.random.default_rng(seed)
+    examples = []
+    for i, frames in enumerate(range(391, 401)):
+        event_frames = tuple(np.sort(rng.integers(0, frames, size=k)) for k in (i % 3, 1, i % 4))
+        examples.append(
+            SegmentExample(
+                features=rng.normal(-40, 20, (frames, 80, 2)).astype(np.float32),
+                counts=np.array([len(f) for f in event_frames]),
+                source=f"file{i % 4}.wav",
+                start_frame=frames * 10,
+                event_frames=event_frames,
+            )
+        )
+    return examples
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shards")
+    examples = ten_examples()
+    manifest = write_shards(examples, out, "drums", 3, class_names=CLASSES, feature_config=CONFIG)
+    return manifest, examples
+
+
+def everything(dataset):
+    """All batches of a finite dataset, concatenated per component."""
+    batches = list(dataset.as_numpy_iterator())
+    return [
+        np.concatenate(parts) for parts in zip(*[tf.nest.flatten(b) for b in batches], strict=True)
+    ]
+
+
+def test_round_trip_with_padding_to_400(shards):
+    manifest, examples = shards
+    dataset = training_dataset(manifest.path, 4, shuffle_buffer=0, repeat=False)
+    assert dataset.element_spec[0]["features"].shape.as_list() == [None, 400, 80, 2]
+    features, lengths, counts = everything(dataset)
+    assert features.dtype == np.float32 and lengths.dtype == np.int32
+    assert counts.dtype == np.float32
+    assert sorted(lengths.tolist()) == list(range(391, 401))
+    for row, length in enumerate(lengths):
+        example = examples[length - 391]
+        np.testing.assert_array_equal(features[row, :length], example.features)
+        np.testing.assert_array_equal(features[row, length:], 0.0)
+        np.testing.assert_array_equal(counts[row], example.counts)
+
+
+def test_repeated_batches_have_one_static_shape(shards):
+    manifest, _ = shards
+    dataset = training_dataset(manifest.path, 4, seed=0)
+    spec = dataset.element_spec
+    assert spec[0]["features"].shape.as_list() == [4, 400, 80, 2]
+    assert spec[0]["lengths"].shape.as_list() == [4]
+    assert spec[1].shape.as_list() == [4, 3]
+    batches = list(dataset.take(6).as_numpy_iterator())  # 24 examples: over two epochs
+    assert len(batches) == 6
+
+
+def test_same_seed_same_batches(shards):
+    manifest, _ = shards
+
+    def first_lengths(seed):
+        dataset = training_dataset(manifest.path, 5, seed=seed, augment=Augment(0.5))
+        return [x["lengths"].tolist() for x, _ in dataset.take(4).as_numpy_iterator()]
+
+    assert first_lengths(11) == first_lengths(11)
+
+
+def test_classes_select_and_order_count_columns(shards):
+    manifest, examples = shards
+    dataset = training_dataset(manifest.path, 10, ["HH", "KD"], shuffle_buffer=0, repeat=False)
+    _, lengths, counts = everything(dataset)
+    for length, row in zip(lengths, counts, strict=True):
+        kd, _, hh = examples[length - 391].counts
+        assert row.tolist() == [hh, kd]
+    with pytest.raises(ValueError, match="not in"):
+        training_dataset(manifest.path, 10, ["tom"])
+
+
+def test_a_file_pattern_reads_the_same_and_ignores_temporaries(shards, tmp_path):
+    manifest, _ = shards
+    folder = os.path.dirname(manifest.path)
+    stray = os.path.join(folder, "drums-00000-of-00003.tfrecord.tmp-999999")
+    with open(stray, "wb") as file:
+        file.write(b"not a record")
+    try:
+        dataset = training_dataset(
+            os.path.join(folder, "drums-*"), 10, [2, 0], shuffle_buffer=0, repeat=False
+        )
+        reference = training_dataset(
+            manifest.path, 10, ["HH", "KD"], shuffle_buffer=0, repeat=False
+        )
+        for got, want in zip(everything(dataset), everything(reference), strict=True):
+            np.testing.assert_array_equal(got, want)
+    finally:
+        os.remove(stray)
+
+
+def test_training_input_never_reads_event_frames(shards, tmp_path):
+    assert set(TRAINING_SPEC) == {"features", "num_frames", "counts"}
+    assert not any("event" in key for key in TRAINING_SPEC)
+    manifest, _ = shards
+    # Corrupt every record's timing: other values, and a bytes type where int64 is expected.
+    corrupted = tmp_path / "corrupted.tfrecord"
+    with tf.io.TFRecordWriter(str(corrupted)) as writer:
+        for path in manifest.files:
+            for serialized in tf.data.TFRecordDataset(path):
+                example = tf.train.Example.FromString(serialized.numpy())
+                feature = example.features.feature
+                feature["event_frames"].Clear()
+                feature["event_frames"].bytes_list.value.append(b"\x00garbage")
+                del feature["event_frames_lengths"].int64_list.value[:]
+                feature["event_frames_lengths"].int64_list.value.extend([7, 7, 7])
+                writer.write(example.SerializeToString())
+    original = everything(training_dataset(manifest.path, 3, shuffle_buffer=0, repeat=False))
+    tampered = everything(training_dataset(str(corrupted), 3, shuffle_buffer=0, repeat=False))
+    for got, want in zip(tampered, original, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # A reader that does parse the timing notices the corruption.
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        everything(evaluation_dataset(str(corrupted), 3))
+
+
+def test_evaluation_dataset_yields_event_frames(shards):
+    manifest, examples = shards
+    batches = list(evaluation_dataset(manifest.path, 4, ["SD", "HH"]).as_numpy_iterator())
+    assert set(batches[0]) == {
+        "features",
+        "lengths",
+        "counts",
+        "event_frames",
+        "source",
+        "start_frame",
+    }
+    seen = 0
+    for batch in batches:
+        for row, length in enumerate(batch["lengths"]):
+            example = examples[length - 391]
+            frames = batch["event_frames"][row]
+            for column, class_frames in enumerate(example.event_frames[1:]):
+                assert frames[column][frames[column] >= 0].tolist() == class_frames.tolist()
+                assert np.all(frames[column][len(class_frames) :] == -1)
+            assert batch["counts"][row].tolist() == example.counts[1:].tolist()
+            assert batch["source"][row].decode() == example.source
+            assert batch["start_frame"][row] == example.start_frame
+            np.testing.assert_array_equal(batch["features"][row, :length], example.features)
+            seen += 1
+    assert seen == 10
+    assert set(EVALUATION_SPEC) > set(TRAINING_SPEC)
+
+
+def test_a_segment_longer_than_the_padding_is_an_error(shards):
+    manifest, _ = shards
+    dataset = training_dataset(manifest.path, 2, pad_to_frames=395, shuffle_buffer=0, repeat=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pad_to_frames"):
+        everything(dataset)
+
+
+def as_example(features, counts):
+    return {
+        "features": tf.constant(features, tf.float32),
+        "lengths": tf.constant(features.shape[0], tf.int32),
+        "counts": tf.constant(counts, tf.int64),
+    }
+
+
+def test_stacking_with_silence_returns_the_original():
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(40_000)).astype(np.float32)
+    features = compute_features(audio, CONFIG)[50:90]
+    silent = np.stack([np.full((60, 80), FLOOR), np.zeros((60, 80))], -1)
+    stacked = stack_extracts(as_example(features, [1, 2]), as_example(silent, [0, 1]), 1e-10)
+    assert int(stacked["lengths"]) == 60
+    assert stacked["counts"].numpy().tolist() == [1, 3]
+    np.testing.assert_allclose(stacked["features"][:40], features, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(stacked["features"][40:, :, 0], FLOOR, atol=1e-3)
+
+
+def test_stacking_mixes_power_and_recomputes_the_causal_difference():
+    rng = np.random.default_rng(1)
+    config = FeatureConfig()
+    a_file = compute_features((0.2 * rng.standard_normal(60_000)).astype(np.float32), config)
+    b_file = compute_features(np.sin(np.arange(60_000) * 0.05).astype(np.float32), config)
+    a, b = a_file[100:130], b_file[200:220]
+    stacked = stack_extracts(as_example(a, [2, 0, 1]), as_example(b, [1, 1, 0]), config.amin)
+    assert stacked["counts"].numpy().tolist() == [3, 1, 1]
+    assert int(stacked["lengths"]) == 30
+    # Reference in float64: mix the powers of the two files frame by frame, b silent past its
+    # 20 frames, then take the causal difference of the mix inside the file.
+    power_a = 10 ** (a_file[99:130, :, 0].astype(np.float64) / 10)
+    b_padded = np.concatenate([b_file[199:220, :, 0], np.full((10, 80), FLOOR)])
+    power_b = 10 ** (b_padded.astype(np.float64) / 10)
+    mixed = 10 * np.log10(power_a + power_b)
+    np.testing.assert_allclose(stacked["features"][:, :, 0], mixed[1:], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(stacked["features"][:, :, 1], np.diff(mixed, axis=0), atol=2e-3)
+
+
+def test_stacking_in_the_training_dataset_adds_counts(tmp_path):
+    rng = np.random.default_rng(2)
+    examples = [
+        SegmentExample(
+            features=rng.normal(-40, 10, (200 + 10 * i, 80, 2)).astype(np.float32),
+            counts=np.array([1, 0]),
+            source=f"f{i}",
+            start_frame=0,
+            event_frames=(np.array([5]), np.array([], np.int64)),
+        )
+        for i in range(8)
+    ]
+    manifest = write_shards(
+        examples, tmp_path, "x", 2, class_names=("a", "b"), feature_config=CONFIG
+    )
+
+    def first_batches(probability):
+        dataset = training_dataset(
+            manifest.path, 8, seed=3, augment=Augment(probability), shuffle_buffer=8
+        )
+        return list(dataset.take(8).as_numpy_iterator())
+
+    for inputs, counts in first_batches(1.0):
+        assert counts.tolist() == [[2.0, 0.0]] * 8
+        assert np.all(inputs["lengths"] >= 200)
+    for _, counts in first_batches(0.0):
+        assert counts.tolist() == [[1.0, 0.0]] * 8
+    stacked = np.concatenate([counts[:, 0] for _, counts in first_batches(0.5)])
+    assert 0.25 < np.mean(stacked == 2.0) < 0.75
+
+
+def test_augment_probability_is_checked():
+    with pytest.raises(ValueError):
+        Augment(stack_probability=1.5)
