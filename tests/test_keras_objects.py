@@ -226,3 +226,13 @@ def test_mixed_precision_loss_stays_float32_and_close():
             keras.config.set_dtype_policy("float32")
     assert losses["mixed_float16"] == pytest.approx(losses["float32"], rel=2e-2)
     assert losses["mixed_bfloat16"] == pytest.approx(losses["float32"], rel=5e-2)
+
+
+def test_tail_warning_also_comes_from_a_compiled_training_step(monkeypatch):
+    monkeypatch.setattr(loco_tf.losses, "_warned_about_tail", False)
+    inputs = keras.Input((20, 3))
+    hidden = keras.layers.LSTM(4, return_sequences=True)(inputs)
+    model = keras.Model(inputs, EventProbabilities(1, sequence_length=20)(hidden))
+    model.compile("adam", loss=LocoLoss(k_max=3))
+    with pytest.warns(UserWarning, match="A count of 9 exceeds k_max=3"):
+        model.fit(np.zeros((4, 20, 3), "float32"), np.array([[1], [9], [2], [0]]), verbose=0)
