@@ -222,7 +222,9 @@ def serialize_example(example: SegmentExample) -> bytes:
         EVENT_FRAMES: _int64(np.concatenate([np.zeros(0, np.int64), *event_frames])),
         EVENT_FRAMES_LENGTHS: _int64([len(frames) for frames in event_frames]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=record)).SerializeToString()
+    example = tf.train.Example(features=tf.train.Features(feature=record))
+    # Deterministic: map fields otherwise serialise in an order that varies between processes.
+    return example.SerializeToString(deterministic=True)
 
 
 def _sync(path: str) -> None:

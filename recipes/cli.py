@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from loco_tf._version import __version__
+from loco_tf.recipes.prepare_cli import prepare
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,3 +56,6 @@ def demo(epochs: int, train_sequences: int, seed: int, plot_path: str) -> None:
     click.echo(f"  training time  {scores['train_seconds']:.1f} s")
     if plot_path:
         click.echo(f"Figure: {plot_path}")
+
+
+main.add_command(prepare)

@@ -1,0 +1,438 @@
+"""`loco prepare`: the TFRecord shards that the recipes train and evaluate on.
+
+    loco prepare drums    GMD rendered with FluidSynth (or procedural grooves without GMD)
+    loco prepare piano    ASAP rendered with two piano SoundFonts
+    loco prepare folder   a folder of your own audio and annotations
+
+The work is done by `loco_tf.pipelines.prepare`, whose docstring describes the output layout,
+the windows, the handling of bad input and resuming. Every command prints one line per skipped
+file and per warning as it goes, then a summary, and exits with status 1 when any input file was
+skipped, unless --allow-skips.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# The data sit next to the repository (`../shared/data`) on the machine it is developed on.
+_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+_NO_DIR = "none"
+
+
+def _default_dir(name: str) -> str:
+    path = _DATA / name
+    return str(path) if path.is_dir() else _NO_DIR
+
+
+def _factors(ctx, param, value: str) -> tuple[float, ...]:
+    try:
+        factors = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas, got {value!r}") from None
+    if any(not factor > 0 for factor in factors):
+        raise click.BadParameter(f"factors must be positive, got {value!r}")
+    return factors
+
+
+def _kits(ctx, param, value: str) -> tuple[str, ...]:
+    from loco_tf.pipelines.render import KITS
+
+    kits = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not kits:
+        raise click.BadParameter("give at least one kit")
+    for kit in kits:
+        if kit not in KITS and not kit.lower().endswith(".sf2"):
+            raise click.BadParameter(f"unknown kit {kit!r}; use {', '.join(KITS)} or a .sf2 path")
+    return kits
+
+
+def _data_dir(value: str | None) -> str | None:
+    return None if value in (None, "", _NO_DIR) else value
+
+
+def _common_options(command):
+    """Options every `prepare` command has; they fill `PrepareConfig`."""
+    options = [
+        click.option(
+            "--out",
+            type=click.Path(file_okay=False),
+            default="data",
+            show_default=True,
+            help="Output folder: shards, manifests, run files, and the render cache audio/.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Processes that render and compute features.",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Seed of the training window lengths (and of procedural grooves).",
+        ),
+        click.option(
+            "--k-max",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Count truncation (eq. 14) the data is for [default: 31 drums, 42 piano]. "
+            "Windows above it are kept, with a warning.",
+        ),
+        click.option(
+            "--compression",
+            type=click.Choice(["none", "gzip"], case_sensitive=False),
+            default="none",
+            show_default=True,
+            help="TFRecord compression (GZIP saves ~11 % and writes ~10x slower).",
+        ),
+        click.option(
+            "--files-per-shard",
+            type=click.IntRange(min=1),
+            default=32,
+            show_default=True,
+            help="Source files per shard (a shard holds whole files).",
+        ),
+        click.option(
+            "--allow-skips",
+            is_flag=True,
+            help="Exit with status 0 even when input files were skipped.",
+        ),
+        click.option(
+            "--progress/--no-progress", default=True, show_default=True, help="Progress bars."
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _window_options(command):
+    """Windows of training sets and of validation/test sets."""
+    options = [
+        click.option(
+            "--train-hop",
+            type=click.FloatRange(min=0, min_open=True),
+            default=0.75,
+            show_default=True,
+            help="Seconds between training window starts.",
+        ),
+        click.option(
+            "--min-crop",
+            type=click.FloatRange(min=0),
+            default=0.5,
+            show_default=True,
+            help="Shortest training window in seconds (variable-length crops, paper §4.5); "
+            "0 for fixed 1.5 s windows.",
+        ),
+        click.option(
+            "--eval-hop",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1.5,
+            show_default=True,
+            help="Seconds between the fixed 1.5 s windows of validation and test sets.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _log(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _summary(report, out: str) -> list[str]:
+    rows = [("set", "status", "files", "audio h", "segments", "shards", "time s")]
+    for s in report.sets:
+        rows.append(
+            (
+                s.name,
+                s.status,
+                f"{s.files}" + (f"+{s.copies} aug" if s.copies else ""),
+                f"{s.audio_seconds / 3600:.2f}",
+                f"{s.segments}",
+                f"{s.shards}",
+                f"{s.seconds:.0f}",
+            )
+        )
+    rows.append(
+        (
+            "total",
+            "",
+            f"{sum(s.files for s in report.sets)}",
+            f"{sum(s.audio_seconds for s in report.sets) / 3600:.2f}",
+            f"{sum(s.segments for s in report.sets)}",
+            f"{sum(s.shards for s in report.sets)}",
+            f"{report.seconds:.0f}",
+        )
+    )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["", "Summary"]
+    for row in rows:
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(cells))
+    lines.append(f"  output: {os.path.abspath(out)}")
+    skipped = report.all_skipped
+    lines.append(f"  skipped: {len(skipped)} file(s)" + (":" if skipped else ""))
+    lines += [f"    {line}" for line in skipped]
+    lines.append(f"  warnings: {len(report.all_warnings)} (listed above)")
+    return lines
+
+
+def _run(make_plan, out: str, k_max: int, allow_skips: bool, **config) -> None:
+    """Builds the plan, writes its sets, prints the summary; user errors become clean messages."""
+    from loco_tf.pipelines.prepare import PrepareConfig, prepare_sets
+    from loco_tf.pipelines.readers import AnnotationError
+
+    compression = None if config.pop("compression").lower() == "none" else "GZIP"
+    prepare_config = PrepareConfig(k_max=k_max, compression=compression, **config)
+    try:
+        plan = make_plan()
+    except (AnnotationError, FileNotFoundError, ImportError) as error:
+        raise click.ClickException(str(error)) from None
+    if not plan.sets and not plan.skipped:
+        raise click.ClickException("nothing to prepare: no input files found")
+    try:
+        report = prepare_sets(plan, out, prepare_config, log=_log)
+    except OSError as error:
+        raise click.ClickException(f"cannot write the output: {error}") from None
+    for line in _summary(report, out):
+        click.echo(line)
+    skipped = len(report.all_skipped)
+    if skipped and not allow_skips:
+        raise click.ClickException(
+            f"{skipped} input file(s) skipped (listed above); everything else was written. "
+            "Pass --allow-skips to accept a partial run."
+        )
+
+
+def _windows(train_hop: float, min_crop: float, eval_hop: float):
+    from loco_tf.pipelines.prepare import Windows
+
+    return Windows(train_hop, min_crop or None), Windows(eval_hop, None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def prepare() -> None:
+    """Preprocess audio and annotations into TFRecord shards (features + event counts).
+
+    Sets are written to --out as NAME-*.tfrecord shards, NAME.manifest.json and
+    NAME.prepare.json; rendered audio is cached in OUT/audio/. A rerun skips what is complete.
+    """
+
+
+@prepare.command()
+@click.option(
+    "--data-dir",
+    default=_default_dir("groove"),
+    show_default=True,
+    help="The Groove MIDI Dataset (with info.csv). Without it (or with 'none'), procedural "
+    "grooves are generated instead.",
+)
+@click.option(
+    "--kits",
+    default="fluidr3,timgm6mb",
+    show_default=True,
+    callback=_kits,
+    help="Rendering kits: the first renders train and validation, every kit the test split "
+    "(drums-test-KIT). Names or .sf2 paths.",
+)
+@click.option(
+    "--max-files",
+    type=click.IntRange(min=0),
+    default=300,
+    show_default=True,
+    help="GMD performances to use, shared among the splits in proportion (a fixed choice); "
+    "0 for all 1,150 (13.6 h).",
+)
+@click.option(
+    "--procedural",
+    type=click.IntRange(min=3),
+    default=300,
+    show_default=True,
+    help="Procedural grooves (about 19 s each) to generate when GMD is not found; 80/10/10.",
+)
+@click.option(
+    "--rate-factors",
+    default="",
+    callback=_factors,
+    help="Sample-rate variation (paper §6.1): one extra training copy per factor, e.g. "
+    "'0.9,1.1'. Off by default (each factor adds a pass over the training audio).",
+)
+@_window_options
+@_common_options
+def drums(
+    data_dir, kits, max_files, procedural, rate_factors, train_hop, min_crop, eval_hop, **options
+):
+    """Drum data: GMD performances rendered with FluidSynth, or procedural grooves.
+
+    Labels are kick/snare/hi-hat onsets (KD, SD, HH) from the MIDI notes, shifted by the kit's
+    render latency. GMD's own train/validation/test split is kept; the test split is rendered
+    with every kit, so scores on a kit not used in training come for free.
+    """
+    from loco_tf.pipelines.prepare import DRUM_K_MAX, Augmentation, drum_sets
+
+    train_windows, eval_windows = _windows(train_hop, min_crop, eval_hop)
+    make_plan = functools.partial(
+        drum_sets,
+        options["out"],
+        _data_dir(data_dir),
+        kits,
+        max_files=max_files,
+        procedural=procedural,
+        seed=options["seed"],
+        train_windows=train_windows,
+        eval_windows=eval_windows,
+        augmentation=Augmentation(sample_rate_factors=rate_factors) if rate_factors else None,
+    )
+    k_max = options.pop("k_max") or DRUM_K_MAX
+    _run(make_plan, k_max=k_max, **options)
+
+
+@prepare.command()
+@click.option(
+    "--data-dir",
+    default=_default_dir("asap"),
+    show_default=True,
+    help="ASAP (with metadata.csv).",
+)
+@click.option(
+    "--kits",
+    default="fluidr3,timgm6mb",
+    show_default=True,
+    callback=_kits,
+    help="Piano sounds (General MIDI program 0 of each SoundFont): the first renders train "
+    "and validation, every one the test split (piano-test-KIT).",
+)
+@click.option(
+    "--max-files",
+    type=click.IntRange(min=0),
+    default=24,
+    show_default=True,
+    help="ASAP performances to use (about 5 min each), shared among the splits in proportion "
+    "(a fixed choice); 0 for all 961 (83 h).",
+)
+@click.option(
+    "--stretch-factors",
+    default="",
+    callback=_factors,
+    help="Time stretching (paper §7.1): one extra training copy per factor, e.g. '0.9,1.1'. "
+    "Off by default.",
+)
+@_window_options
+@_common_options
+def piano(data_dir, kits, max_files, stretch_factors, train_hop, min_crop, eval_hop, **options):
+    """Piano data: ASAP performances rendered with piano SoundFonts, split by piece.
+
+    Labels are note onsets of the 88 keys (MIDI pitches 21..108), shifted by the piano's render
+    latency; counts per pitch. The test split is rendered with every kit.
+    """
+    from loco_tf.pipelines.prepare import PIANO_K_MAX, Augmentation, piano_sets
+
+    if _data_dir(data_dir) is None:
+        raise click.ClickException("ASAP not found: pass --data-dir (the folder of metadata.csv)")
+    train_windows, eval_windows = _windows(train_hop, min_crop, eval_hop)
+    augmentation = Augmentation(time_stretch_factors=stretch_factors) if stretch_factors else None
+    make_plan = functools.partial(
+        piano_sets,
+        options["out"],
+        data_dir,
+        kits,
+        max_files=max_files,
+        train_windows=train_windows,
+        eval_windows=eval_windows,
+        augmentation=augmentation,
+    )
+    k_max = options.pop("k_max") or PIANO_K_MAX
+    _run(make_plan, k_max=k_max, **options)
+
+
+@prepare.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--format",
+    "annotation_format",
+    type=click.Choice(["auto", "idmt", "enst", "mdb", "maps", "csv", "midi-drums", "midi-notes"]),
+    default="auto",
+    show_default=True,
+    help="Annotation format; auto detects it per file from the extension and content.",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["drums", "piano"]),
+    required=True,
+    help="drums: counts of KD, SD, HH; piano: counts of pitches 21..108.",
+)
+@click.option("--name", default=None, help="Name of the set [default: the folder's name].")
+@click.option(
+    "--hop",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.75,
+    show_default=True,
+    help="Seconds between window starts.",
+)
+@click.option(
+    "--min-crop",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Shortest window in seconds (variable-length crops for training); 0 for fixed 1.5 s "
+    "windows (evaluation: with --hop 1.5).",
+)
+@click.option(
+    "--rate-factors",
+    default="",
+    callback=_factors,
+    help="Sample-rate variation: one extra copy per factor, e.g. '0.9,1.1'.",
+)
+@click.option(
+    "--stretch-factors",
+    default="",
+    callback=_factors,
+    help="Time stretching: one extra copy per factor, e.g. '0.9,1.1'.",
+)
+@_common_options
+def folder(
+    folder, annotation_format, task, name, hop, min_crop, rate_factors, stretch_factors, **options
+):
+    """Your own data: FOLDER of audio files and annotation files, one set.
+
+    An annotation matches an audio file with the same stem (x.wav + x.txt, or
+    x_annotations.txt), anywhere under FOLDER. Formats: IDMT-SMT-Drums XML, ENST text, MDB text,
+    MAPS text, MIDI (drums or pitched notes) and CSV "time,label".
+    """
+    from loco_tf.pipelines.prepare import (
+        DRUM_K_MAX,
+        PIANO_K_MAX,
+        Augmentation,
+        Windows,
+        folder_set,
+    )
+
+    augmentation = None
+    if rate_factors or stretch_factors:
+        augmentation = Augmentation(rate_factors, stretch_factors)
+    make_plan = functools.partial(
+        folder_set,
+        folder,
+        name or Path(folder).resolve().name,
+        task,
+        None if annotation_format == "auto" else annotation_format,
+        windows=Windows(hop, min_crop or None),
+        augmentation=augmentation,
+    )
+    k_max = options.pop("k_max") or (DRUM_K_MAX if task == "drums" else PIANO_K_MAX)
+    _run(make_plan, k_max=k_max, **options)
