@@ -559,3 +559,67 @@ def test_gmd_keeps_its_split_and_renders_the_test_split_with_every_kit(tmp_path)
     kit_cache = out / "audio" / "gmd" / "fluidr3-32000"
     (wav,) = kit_cache.rglob("*.wav")
     assert split_of[wav.relative_to(kit_cache).with_suffix(".mid").as_posix()] == "test"
+
+
+def _write_annotations(folder, fmt, events):
+    """`events` in each format users bring; returns the annotation file's name."""
+    enst = {"KD": "bd", "SD": "sd", "HH": "chh"}
+    notes = {"KD": 36, "SD": 38, "HH": 42}
+    if fmt == "idmt":
+        body = "".join(
+            f"<event><onsetSec>{t}</onsetSec><offsetSec>{t + 0.1}</offsetSec>"
+            f"<instrument>{label}</instrument></event>"
+            for t, label in events
+        )
+        (folder / "good.xml").write_text(
+            '<?xml version="1.0" encoding="UTF-8"?><instrumentRecording><globalParameter>'
+            "<audioFileName>good.wav</audioFileName></globalParameter>"
+            f"<transcription>{body}</transcription></instrumentRecording>"
+        )
+        return "good.xml"
+    if fmt == "enst":
+        (folder / "good.txt").write_text("".join(f"{t:.6f} {enst[k]}\n" for t, k in events))
+        return "good.txt"
+    if fmt == "mdb":
+        (folder / "good.txt").write_text("".join(f"{t:.6f}\t{k}\n" for t, k in events))
+        return "good.txt"
+    midi = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(program=0, is_drum=True)
+    drums.notes = [pretty_midi.Note(100, notes[k], t, t + 0.05) for t, k in events]
+    midi.instruments.append(drums)
+    midi.write(str(folder / "good.mid"))
+    return "good.mid"
+
+
+@pytest.mark.parametrize("fmt", ["idmt", "enst", "mdb", "midi-drums"])
+@pytest.mark.parametrize("explicit", [True, False])
+def test_folder_drums_in_every_annotation_format(fmt, explicit, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    soundfile.write(folder / "good.wav", drum_audio([t for t, _ in EVENTS]), SR)
+    _write_annotations(folder, fmt, EVENTS)
+    extra = ["--format", fmt] if explicit else []
+    result = invoke(*folder_args(folder, tmp_path / "out", *extra))
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "out" / "mine.manifest.json")
+    assert manifest.class_names == ("KD", "SD", "HH")
+    assert manifest.totals["counts"] == [3, 3, 4]
+
+
+def test_folder_piano_from_midi_notes(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    notes = [(0.2, 60), (0.2, 64), (0.8, 60), (1.7, 21), (3.0, 64)]
+    soundfile.write(folder / "take.wav", drum_audio([t for t, _ in notes]), SR)
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(80, p, t, t + 0.3) for t, p in notes]
+    midi.instruments.append(piano)
+    midi.write(str(folder / "take.mid"))
+    result = invoke("folder", folder, "--task", "piano", "--format", "midi-notes",
+                    "--out", tmp_path / "out", "--no-progress", "--workers", 1,
+                    "--hop", 1.5, "--min-crop", 0)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(tmp_path / "out" / "in.manifest.json")
+    counts = dict(zip(manifest.class_names, manifest.totals["counts"], strict=True))
+    assert {p: c for p, c in counts.items() if c} == {21: 1, 60: 2, 64: 2}
