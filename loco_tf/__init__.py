@@ -4,7 +4,7 @@ LoCo (Localization through Counting; Schroeter, Sidorov and Marshall, ICML 2019)
 TensorFlow objects: the exact log-space count loss, the layers around it, and the eq. 15 bias.
 """
 
-from loco_tf import events, hilbert, models, ops
+from loco_tf import events, hilbert, metrics, models, ops
 from loco_tf._version import __version__
 from loco_tf.initializers import CountPriorBias, count_prior_bias
 from loco_tf.layers import CountDistribution, EventProbabilities
@@ -19,6 +19,7 @@ __all__ = [
     "count_prior_bias",
     "events",
     "hilbert",
+    "metrics",
     "models",
     "ops",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from loco_tf._version import __version__
+from loco_tf.recipes.drums_cli import COMMANDS as DRUM_COMMANDS
 from loco_tf.recipes.prepare_cli import prepare
 
 
@@ -59,3 +60,5 @@ def demo(epochs: int, train_sequences: int, seed: int, plot_path: str) -> None:
 
 
 main.add_command(prepare)
+for command in DRUM_COMMANDS:
+    main.add_command(command)

@@ -1,0 +1,151 @@
+"""Drum recipe speed: a LoCo training step against the fully supervised twin's, and inference.
+
+    python bench/drums_bench.py [--repeats 15] [--audio-seconds 60]
+
+Training: one `train_on_batch` of the §6.1 network (one 3-class ConvLSTM, batch 32 x 400
+frames x 80 mel x 2 channels) with `LocoLoss(k_max=31)` (counts) and with the twin's
+`FrameCrossEntropy` (frame targets), and the per-instrument variant (three 1-class networks)
+with `LocoLoss`; median of interleaved repeats. Target: LoCo <= 1.1 x the twin.
+
+Inference: a WAV file of noise at 44.1 kHz (a user's usual rate, so resampling is included),
+transcribed the way `loco predict` does it (`DrumTranscriber.transcribe`: read, resample,
+librosa features, chunked causal network, peak picking), and its two halves alone: the front end
+(`audio_feature_blocks`) and the network on precomputed features (`CausalStreamer.run`).
+Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
+does not depend on its weights or on the audio, so an untrained network and noise measure it.
+Target: >= 500 x real time end to end.
+
+Numbers are for this machine and its load at the time (2 cores, shared); compare ratios within
+one run. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import keras
+import numpy as np
+import soundfile
+
+from loco_tf import LocoLoss
+from loco_tf.events import DecodingParameters
+from loco_tf.features import FeatureConfig, compute_features
+from loco_tf.pipelines.audio import load_audio
+from loco_tf.recipes.drums import (
+    CausalStreamer,
+    DrumTrainConfig,
+    DrumTranscriber,
+    FrameCrossEntropy,
+    audio_feature_blocks,
+    build_drum_model,
+    frame_targets,
+)
+
+BATCH, FRAMES, CLASSES = 32, 400, 3
+
+
+def interleaved(functions: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per call, the functions called in turn after one warm-up call each."""
+    for function in functions.values():
+        function()
+    samples = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            start = time.perf_counter()
+            function()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def training_steps(repeats: int) -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    config = FeatureConfig()
+    inputs = {
+        "features": rng.normal(-40, 20, (BATCH, FRAMES, config.n_mels, 2)).astype(np.float32),
+        "lengths": rng.integers(FRAMES // 3, FRAMES + 1, BATCH).astype(np.int32),
+    }
+    event_frames = rng.integers(0, FRAMES, (BATCH, CLASSES, 8)).astype(np.int32)
+    counts = (event_frames < inputs["lengths"][:, None, None]).sum(-1).astype(np.float32)
+    targets = frame_targets(event_frames, inputs["lengths"], FRAMES, 1, 0.25).numpy()
+
+    def step(per_instrument: bool, loss, labels):
+        keras.utils.set_random_seed(0)
+        model = build_drum_model(DrumTrainConfig(per_instrument=per_instrument), config)
+        model.compile(optimizer="adam", loss=loss, jit_compile=False)
+        return lambda: model.train_on_batch(inputs, labels)
+
+    functions = {
+        "LoCo (counts)": step(False, LocoLoss(k_max=31), counts),
+        "twin (frames, BCE)": step(False, FrameCrossEntropy(FRAMES), targets),
+        "LoCo per-instrument (3 nets)": step(True, LocoLoss(k_max=31), counts),
+    }
+    for function in functions.values():  # trace and compile before timing
+        function()
+    return interleaved(functions, repeats)
+
+
+def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
+    config = FeatureConfig()
+    keras.utils.set_random_seed(0)
+    model = build_drum_model(DrumTrainConfig(), config)
+    transcriber = DrumTranscriber(model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3)
+    rate = 44100
+    audio = np.random.default_rng(0).normal(0, 0.1, int(audio_seconds * rate)).astype(np.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "noise.wav")
+        soundfile.write(path, audio, rate, subtype="PCM_16")
+        features = compute_features(load_audio(path, config), config)
+        streamer: CausalStreamer = transcriber.streamer
+        times = interleaved(
+            {
+                "end to end (transcribe)": lambda: transcriber.transcribe(path),
+                "front end (read + resample + librosa)": lambda: sum(
+                    len(b) for b in audio_feature_blocks(path, config)
+                ),
+                "network (chunked causal pass)": lambda: streamer.run(features),
+            },
+            repeats,
+        )
+    return {name: audio_seconds / seconds for name, seconds in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--audio-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+
+    steps = training_steps(args.repeats)
+    speed = inference(max(3, args.repeats // 3), args.audio_seconds)
+    loco, twin = steps["LoCo (counts)"], steps["twin (frames, BCE)"]
+    print(f"\nTraining step, batch {BATCH} x {FRAMES} frames (median of {args.repeats}):")
+    print(f"  {'model':<32} {'ms':>8} {'ratio to twin':>14}")
+    for name, seconds in steps.items():
+        print(f"  {name:<32} {1000 * seconds:8.1f} {seconds / twin:14.3f}")
+    print(f"  LoCo / twin = {loco / twin:.3f} (target <= 1.1)")
+    print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz audio:")
+    print(f"  {'stage':<40} {'x real time':>12}")
+    for name, ratio in speed.items():
+        print(f"  {name:<40} {ratio:12.0f}")
+    print("  (target >= 500 x end to end)")
+    print(
+        json.dumps(
+            {
+                "bench": "drums",
+                "train_step_ms": {k: round(1000 * v, 2) for k, v in steps.items()},
+                "loco_over_twin": round(loco / twin, 4),
+                "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
+                "cpu_count": os.cpu_count(),
+                "load_average": os.getloadavg(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

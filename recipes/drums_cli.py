@@ -1,0 +1,459 @@
+"""`loco train drums`, `loco evaluate`, `loco predict`, `loco plot`: the drum recipe's commands.
+
+The work is done by `loco_tf.recipes.drums`; these commands turn options into its calls and
+its results into tables and files. A user error (a missing or unusable file, a missing data
+set, a model folder without its files) ends in a one-line message naming the file, never a
+traceback; `predict` and `evaluate` go on with the other files and exit with status 1 when any
+file failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import typing
+from pathlib import Path
+
+import click
+
+from loco_tf.recipes.drums import DrumTrainConfig
+
+_HELP = {
+    "data": "Folder of the sets written by `loco prepare drums`.",
+    "out": "Output folder: model.keras, model.json, best.keras, backup/, history.csv, logs/.",
+    "train_set": "Training set: a name in --data, or a .manifest.json path (e.g. fixed-length "
+    "segments prepared with --min-crop 0).",
+    "validation_set": "Validation set: a name in --data, or a .manifest.json path.",
+    "classes": "Classes, comma separated, in output order.",
+    "supervision": "counts: LoCo, the count of hits per segment only; frames: the fully "
+    "supervised twin (frame-wise cross-entropy on onset frames).",
+    "per_instrument": "One 1-class network per class (the paper's choice; 3x the compute) "
+    "instead of one 3-class network.",
+    "k_max": "Last count bin of the loss (eq. 14).",
+    "prior_zero_mass": "Omega of the eq. 15 output bias: initial Pr(count = 0).",
+    "sequence_length": "T: frames per padded training segment (and of eq. 15).",
+    "filters": "Filters of the causal 3x4 convolutions, comma separated.",
+    "lstm_units": "LSTM units.",
+    "dense_units": "Units of the dense layer before the output.",
+    "learning_rate": "Adam learning rate.",
+    "batch_size": "Segments per batch.",
+    "epochs": "At most this many epochs.",
+    "steps_per_epoch": "Batches per epoch.",
+    "validation_steps": "Validation batches per epoch [default: the whole validation set].",
+    "patience": "Epochs without a better validation loss before stopping early.",
+    "shuffle_buffer": "Segments in the shuffle buffer.",
+    "stack_probability": "Extract stacking probability (two segments played at once, counts "
+    "added; counts supervision only).",
+    "widen_frames": "Frames on each side of an onset that are positives too (frames supervision).",
+    "widen_weight": "Loss weight of those neighbouring frames (frames supervision).",
+    "tensorboard": "Write TensorBoard logs to OUT/logs.",
+    "backup_every": "Back up the training state every N batches [default: every epoch].",
+    "seed": "Seed of weights, shuffling and augmentation.",
+}
+
+
+def _split(value: str, kind: type) -> tuple:
+    try:
+        return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
+
+
+def _config_options(command):
+    """One option per `DrumTrainConfig` field, named after it, with its default."""
+    hints = typing.get_type_hints(DrumTrainConfig)
+    for field in reversed(dataclasses.fields(DrumTrainConfig)):
+        name = field.name.replace("_", "-")
+        hint = hints[field.name]
+        default = field.default
+        help_text = _HELP[field.name]
+        if hint is bool:
+            option = click.option(
+                f"--{name}/--no-{name}", default=default, show_default=True, help=help_text
+            )
+        elif field.name == "supervision":
+            option = click.option(
+                f"--{name}",
+                type=click.Choice(["counts", "frames"]),
+                default=default,
+                show_default=True,
+                help=help_text,
+            )
+        elif isinstance(default, tuple):
+            kind = type(default[0])
+            option = click.option(
+                f"--{name}",
+                default=",".join(str(v) for v in default),
+                show_default=True,
+                callback=lambda ctx, param, value, kind=kind: _split(value, kind),
+                help=help_text,
+            )
+        elif default is None:
+            option = click.option(f"--{name}", type=int, default=None, help=help_text)
+        else:
+            option = click.option(
+                f"--{name}", type=type(default), default=default, show_default=True, help=help_text
+            )
+        command = option(command)
+    return command
+
+
+def _config(options: dict) -> DrumTrainConfig:
+    values = {f.name: options.pop(f.name) for f in dataclasses.fields(DrumTrainConfig)}
+    try:
+        return DrumTrainConfig(**values)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _run_training(config: DrumTrainConfig, overwrite: bool, verbose: str):
+    from loco_tf.recipes import drums
+
+    try:
+        return drums.train(config, overwrite=overwrite, verbose=verbose, log=_log)
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def train() -> None:
+    """Train a model on prepared data (`loco prepare ...`)."""
+
+
+@train.command("drums")
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Start again in an --out that holds a run.")
+@click.option(
+    "--evaluate/--no-evaluate",
+    default=True,
+    show_default=True,
+    help="Score the model on the drums-test-* sets of --data after training.",
+)
+@click.option(
+    "--progress",
+    type=click.Choice(["bar", "epoch", "none"]),
+    default="bar",
+    show_default=True,
+    help="Keras progress: a bar per epoch, one line per epoch, or nothing.",
+)
+def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> None:
+    """Train the §6.1 drum network (KD, SD, HH) with LoCo or its fully supervised twin.
+
+    Rerunning the same command resumes an interrupted run from its last backup. Writes
+    OUT/model.keras and OUT/model.json (configs, classes, tuned decoding, validation scores).
+    """
+    from loco_tf.recipes import drums
+
+    config = _config(options)
+    verbose = {"bar": 1, "epoch": 2, "none": 0}[progress]
+    result = _run_training(config, overwrite, verbose)
+    click.echo("")
+    click.echo(f"Decoding tuned on {config.validation_set} (per class):")
+    click.echo(drums.tuning_table(result.tunings, config.classes))
+    click.echo("")
+    click.echo(result.validation.table(f"Validation ({config.validation_set}, whole files)"))
+    if evaluate and drums.evaluation_sets(config.data):
+        _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
+    elif evaluate:
+        click.echo(f"\nNo drums-test-* sets in {config.data} to score the model on.")
+    click.echo(f"\nModel: {result.out / drums.MODEL_FILE} (+ {drums.MODEL_JSON})")
+
+
+@train.command("drums-compare")
+@_config_options
+@click.option("--overwrite", is_flag=True, help="Start both runs again.")
+def train_drums_compare(overwrite: bool, **options) -> None:
+    """Weak vs full supervision: trains LoCo (counts) and the fully supervised twin (frames)
+    with the same options into OUT/counts and OUT/frames, and prints their test scores."""
+    from loco_tf.recipes import drums
+
+    config = _config(options)
+    try:
+        table = drums.compare_supervision(
+            config, config.out, log=_log, overwrite=overwrite, verbose=2
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(table)
+
+
+@train.command("drums-ablation")
+@_config_options
+@click.option(
+    "--fixed-train-set",
+    required=True,
+    help="The fixed-length training set (a .manifest.json path or a name in --data), e.g. "
+    "from `loco prepare drums --min-crop 0 --out data-fixed`.",
+)
+@click.option("--overwrite", is_flag=True, help="Start both runs again.")
+def train_drums_ablation(fixed_train_set: str, overwrite: bool, **options) -> None:
+    """§4.5 ablation: LoCo on variable-length (--train-set) vs fixed-length segments
+    (--fixed-train-set), into OUT/counts and OUT/counts-fixed; prints the timing errors.
+
+    OUT/counts is also `drums-compare`'s LoCo run: give both commands the same --out and the
+    second one reuses it."""
+    from loco_tf.recipes import drums
+
+    config = _config(options)
+    try:
+        table = drums.run_length_ablation(
+            config, fixed_train_set, config.out, log=_log, overwrite=overwrite, verbose=2
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(table)
+
+
+def _load(model_path) -> typing.Any:
+    from loco_tf.recipes import drums
+
+    if model_path is None:
+        model_path = drums.shipped_model()
+        if model_path is None:
+            raise click.ClickException(
+                f"no --model given and no drum model shipped in {drums.SHIPPED_MODELS}. Train "
+                "one: `loco prepare drums --out data && loco train drums --data data --out "
+                "runs/drums`, then pass --model runs/drums"
+            )
+    try:
+        return drums.DrumTranscriber.load(model_path)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
+
+
+def _evaluate_sets(models, data, sets, json_path=None, raw_timing: bool = False) -> None:
+    """Scores each model on the sets (or the folder) in `data`; prints tables."""
+    from loco_tf.pipelines.readers import AnnotationError, pair_audio_with_annotations
+    from loco_tf.pipelines.tfrecords import read_manifest
+    from loco_tf.recipes import drums
+
+    data = os.fspath(data)
+    found = drums.evaluation_sets(data, sets)
+    folder = not found and Path(data).is_dir() and not sets
+    if folder:
+        has_manifests = any(Path(data).glob("*.manifest.json"))
+        if has_manifests:
+            names = sorted(
+                p.name[: -len(".manifest.json")] for p in Path(data).glob("*.manifest.json")
+            )
+            raise click.ClickException(
+                f"no drums-test-* set in {data}; choose with --set among: {', '.join(names)}"
+            )
+        try:
+            pairs, audio_without, annotations_without = pair_audio_with_annotations(data)
+        except AnnotationError as error:
+            raise click.ClickException(str(error)) from None
+        if not pairs and not audio_without:
+            raise click.ClickException(f"no sets, audio or annotation files in {data}")
+    elif not found:
+        raise click.ClickException(
+            f"{data}: neither a folder (of sets, or of audio and annotations) nor a .manifest.json"
+        )
+    results, failed = {}, 0
+    for model_path in models:
+        transcriber = _load(model_path)
+        label = os.fspath(model_path)
+        if folder:
+            for path in audio_without:
+                _log(f"error: {path}: no annotation file found for it")
+            for path in annotations_without:
+                _log(f"warning: {path}: annotation without audio, ignored")
+            evaluation, failures = drums.evaluate_folder(transcriber, pairs, log=_log)
+            failed = max(failed, len(failures) + len(audio_without))
+            evaluations = {} if evaluation is None else {Path(data).name: evaluation}
+        else:
+            evaluations = {}
+            for name, path in found:
+                try:
+                    manifest = read_manifest(path)
+                except (OSError, ValueError) as error:
+                    raise click.ClickException(f"cannot read the set {name}: {error}") from None
+                evaluations[name] = drums.evaluate_set(
+                    transcriber, manifest, decoding_offsets=not raw_timing
+                )
+        for name, evaluation in evaluations.items():
+            click.echo("")
+            click.echo(evaluation.table(f"{label} on {name}"))
+        results[label] = evaluations
+    if len(models) > 1:
+        click.echo("")
+        click.echo(_comparison(results, transcriber.classes))
+    if json_path is not None:
+        content = {
+            model: {name: e.to_dict() for name, e in evaluations.items()}
+            for model, evaluations in results.items()
+        }
+        with open(json_path, "w", encoding="utf-8") as file:
+            json.dump(content, file, indent=2)
+        click.echo(f"\nScores: {json_path}")
+    if failed:
+        raise click.ClickException(f"{failed} file(s) could not be evaluated (listed above)")
+
+
+def _comparison(results, classes) -> str:
+    from loco_tf.metrics import ALL
+
+    names = [*classes, ALL]
+    header = f"{'model':<28} {'set':<22} " + " ".join(
+        f"{f'{n}@{w}':>8}" for w in (50, 20) for n in names
+    )
+    lines = ["F1 (%, micro, whole files)", header]
+    for model, evaluations in results.items():
+        for name, evaluation in evaluations.items():
+            cells = " ".join(
+                f"{100 * evaluation[(w / 1000, n)].f1:8.1f}" for w in (50, 20) for n in names
+            )
+            lines.append(f"{model[-28:]:<28} {name:<22} {cells}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True),
+    help="A folder of prepared sets (scores the drums-test-* sets, or --set), one "
+    ".manifest.json, or a folder of audio files with annotation files (same stem; IDMT XML, "
+    "ENST, MDB, MIDI, CSV).",
+)
+@click.option("--set", "sets", multiple=True, help="A set of --data to score (repeatable).")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write the scores as JSON."
+)
+@click.option(
+    "--raw-timing",
+    is_flag=True,
+    help="Score frame times without the tuned offset (the network's own timing).",
+)
+def evaluate(models, data, sets, json_path, raw_timing) -> None:
+    """Score drum models (folders with model.keras + model.json) on whole files.
+
+    Prints precision, recall and F1 per class and overall at 50 and 20 ms, micro (summed
+    over files) and mean per file, and the signed timing error. With several MODELS, also a
+    comparison table.
+    """
+    _evaluate_sets(list(models), data, sets, json_path, raw_timing)
+
+
+@click.command()
+@click.argument("audio", nargs=-1, required=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for one NAME.csv (time,class) and one NAME.mid per audio file.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="A trained drum model folder [default: the model shipped in saved_models/drums].",
+)
+def predict(audio, out, model_path) -> None:
+    """Transcribe drum hits (KD, SD, HH) in AUDIO files to CSV and General MIDI.
+
+    Each file is processed whole, in bounded memory, however long. The MIDI file has the hits
+    on channel 10: kick 36, snare 38, closed hi-hat 42.
+    """
+    from loco_tf.pipelines.audio import AudioError
+    from loco_tf.recipes import drums
+
+    transcriber = _load(model_path)
+    os.makedirs(out, exist_ok=True)
+    failures = 0
+    for path, stem in zip(audio, drums.output_stems(audio), strict=True):
+        try:
+            transcription = transcriber.transcribe(path)
+        except AudioError as error:
+            failures += 1
+            _log(f"error: {error}")
+            continue
+        csv_path = os.path.join(out, f"{stem}.csv")
+        midi_path = os.path.join(out, f"{stem}.mid")
+        try:
+            drums.write_csv(csv_path, transcription.times, transcriber.classes)
+            drums.write_midi(midi_path, transcription.times, transcriber.classes)
+        except OSError as error:
+            raise click.ClickException(f"cannot write to {out}: {error}") from None
+        counts = ", ".join(
+            f"{name} {len(t)}"
+            for name, t in zip(transcriber.classes, transcription.times, strict=True)
+        )
+        seconds = len(transcription.probabilities) / transcriber.feature_config.frame_rate
+        note = "" if any(len(t) for t in transcription.times) else " (no hits found)"
+        click.echo(f"{path}: {seconds:.1f} s, hits {counts}{note} -> {csv_path}, {midi_path}")
+    if failures:
+        raise click.ClickException(f"{failures} of {len(audio)} file(s) failed (listed above)")
+
+
+@click.command()
+@click.argument("audio", type=click.Path())
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="A trained drum model folder [default: the shipped one].",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Image file (PNG).")
+@click.option(
+    "--annotation",
+    type=click.Path(exists=True, dir_okay=False),
+    help="True hits to draw (any annotation format loco reads).",
+)
+@click.option("--start", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds shown.",
+)
+def plot(audio, model_path, out, annotation, start, duration) -> None:
+    """Plot the spectrogram of AUDIO, p(t) per class, and the true and predicted hits."""
+    import numpy as np
+
+    from loco_tf.pipelines.audio import AudioError
+    from loco_tf.pipelines.readers import AnnotationError, read_annotations
+    from loco_tf.recipes import drums
+
+    transcriber = _load(model_path)
+    references = None
+    if annotation is not None:
+        try:
+            events = read_annotations(annotation)
+        except AnnotationError as error:
+            raise click.ClickException(str(error)) from None
+        references = [
+            np.array([e.time for e in events if e.label == name]) for name in transcriber.classes
+        ]
+    span = (start, start + duration)
+    try:
+        transcription = transcriber.transcribe(audio, keep_features=span)
+    except AudioError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        drums.plot_transcription(
+            transcription,
+            transcriber.classes,
+            transcriber.feature_config,
+            transcriber.decoding,
+            out,
+            references,
+            span,
+        )
+    except OSError as error:
+        raise click.ClickException(f"cannot write {out}: {error}") from None
+    click.echo(f"{audio}: figure written to {out}", file=sys.stdout)
+
+
+COMMANDS = (train, evaluate, predict, plot)
+"""The commands to attach to the `loco` group: `for c in COMMANDS: main.add_command(c)`."""

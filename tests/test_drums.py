@@ -1,0 +1,476 @@
+"""The drum recipe end to end on tiny rendered data: train (both supervisions), resume,
+stream whole files, evaluate, predict, plot, and the messages for bad input."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import keras
+import mido
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile
+import tensorflow as tf
+from click.testing import CliRunner
+
+from loco_tf.features import FeatureConfig, compute_features
+from loco_tf.pipelines import render
+from loco_tf.pipelines.audio import load_audio
+from loco_tf.pipelines.grooves import GrooveConfig, generate_groove
+from loco_tf.pipelines.readers import DRUM_CLASSES, Event, read_midi_drums
+from loco_tf.pipelines.segments import segment
+from loco_tf.pipelines.tfrecords import SegmentExample, read_manifest, write_shards
+from loco_tf.recipes import drums, drums_cli
+
+pytest.importorskip("fluidsynth", reason="rendering needs pyfluidsynth and libfluidsynth")
+
+CONFIG = FeatureConfig()
+KIT = "timgm6mb"
+TINY = [
+    "--filters", "4,4", "--lstm-units", "8", "--dense-units", "8", "--batch-size", "4",
+    "--epochs", "2", "--steps-per-epoch", "2", "--shuffle-buffer", "8", "--progress", "none",
+]  # fmt: skip
+
+
+def tiny_config(data, out, **changes):
+    values = dict(
+        data=os.fspath(data),
+        out=os.fspath(out),
+        filters=(4, 4),
+        lstm_units=8,
+        dense_units=8,
+        batch_size=4,
+        epochs=2,
+        steps_per_epoch=2,
+        shuffle_buffer=8,
+    )
+    values.update(changes)
+    return drums.DrumTrainConfig(**values)
+
+
+def write_set(out, name, grooves, fixed, first_index):
+    """Renders grooves, writes a set; returns [(wav path, events)]."""
+    examples, files = [], []
+    for offset, midi in enumerate(grooves):
+        index = first_index + offset
+        audio = render.render_midi(midi, KIT, CONFIG.sample_rate)
+        wav = Path(out) / "audio" / f"groove-{index}.wav"
+        wav.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(wav, audio, CONFIG.sample_rate, subtype="FLOAT")
+        latency = {c: render.render_latency(KIT, c, CONFIG.sample_rate) for c in DRUM_CLASSES}
+        events = [Event(e.time + latency[e.label], e.label) for e in read_midi_drums(midi)]
+        features = compute_features(audio, CONFIG)
+        source = f"groove-{index}"
+        if fixed:
+            windows = segment(len(features), events, DRUM_CLASSES, CONFIG, 1.5, source=source)
+        else:
+            windows = segment(
+                len(features), events, DRUM_CLASSES, CONFIG, 0.75, 0.5, rng=index, source=source
+            )
+        examples += [SegmentExample.from_segment(window, features) for window in windows]
+        files.append((wav, events))
+    write_shards(
+        examples,
+        out,
+        name,
+        2 if len(grooves) > 1 else 1,
+        class_names=DRUM_CLASSES,
+        feature_config=CONFIG,
+        k_max=31,
+    )
+    return files
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """drums-train (4 two-bar grooves, variable windows), drums-train-fixed (the same, fixed
+    windows), drums-validation and drums-test-timgm6mb (one groove each, fixed windows)."""
+    out = tmp_path_factory.mktemp("data")
+    grooves = [generate_groove(seed, GrooveConfig(bars=2)) for seed in range(6)]
+    write_set(out, "drums-train", grooves[:4], fixed=False, first_index=0)
+    write_set(out, "drums-train-fixed", grooves[:4], fixed=True, first_index=0)
+    validation = write_set(out, "drums-validation", grooves[4:5], fixed=True, first_index=4)
+    test = write_set(out, f"drums-test-{KIT}", grooves[5:], fixed=True, first_index=5)
+    return {"dir": out, "validation": validation, "test": test}
+
+
+def invoke(command, *args):
+    result = CliRunner().invoke(command, [os.fspath(a) for a in args])
+    assert "Traceback" not in result.output
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+@pytest.fixture(scope="module")
+def model_dir(data, tmp_path_factory):
+    """A tiny LoCo model trained with `loco train drums`."""
+    out = tmp_path_factory.mktemp("runs") / "weak"
+    result = invoke(drums_cli.train, "drums", "--data", data["dir"], "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    assert "Decoding tuned on drums-validation" in result.output
+    assert f"on drums-test-{KIT}" in result.output  # scored on the test set after training
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+@pytest.mark.slow
+def test_train_writes_the_model_and_its_description(model_dir, data):
+    with open(model_dir / drums.MODEL_JSON) as file:
+        description = json.load(file)
+    assert description["format"] == drums.MODEL_FORMAT
+    assert description["classes"] == list(DRUM_CLASSES)
+    assert description["supervision"] == "counts"
+    manifest = read_manifest(data["dir"] / "drums-validation.manifest.json")
+    assert FeatureConfig.from_dict(description["feature_config"]) == manifest.feature_config
+    for name in DRUM_CLASSES:
+        assert set(description["decoding"][name]) == {"threshold", "min_distance", "offset_seconds"}
+    assert description["training"]["epochs"] == 2
+    assert description["train_config"]["k_max"] == 31
+    assert not (model_dir / "backup").exists()  # removed once the model is saved
+    assert (model_dir / "best.keras").is_file()
+    with open(model_dir / "evaluation.json") as file:
+        assert f"drums-test-{KIT}" in json.load(file)[os.fspath(model_dir)]
+    model = keras.saving.load_model(model_dir / drums.MODEL_FILE, compile=False)
+    x = {"features": np.zeros((1, 20, 80, 2), np.float32), "lengths": np.array([20])}
+    assert model(x).shape == (1, 20, 3)
+    # The eq. 15 bias is where training starts: p = 1 - 0.5 ** (1 / 400) before any step.
+    fresh = drums.build_drum_model(tiny_config(data["dir"], "unused"), CONFIG)
+    bias = fresh.get_layer("event_probabilities").projection.bias.numpy()
+    assert 1 / (1 + np.exp(-bias)) == pytest.approx(1 - 0.5 ** (1 / 400), rel=1e-5)
+
+
+def test_config_options_mirror_the_dataclass():
+    options = {p.name for p in drums_cli.train.commands["drums"].params}
+    fields = {f.name for f in drums.dataclasses.fields(drums.DrumTrainConfig)}
+    assert fields <= options
+    config = drums.DrumTrainConfig()
+    assert drums.DrumTrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="supervision"):
+        drums.DrumTrainConfig(supervision="boxes")
+
+
+def test_frame_targets_by_hand():
+    # Class 0 has onsets at frames 2 and 3 (neighbours), class 1 at frame 0; length 6 of 8.
+    event_frames = tf.constant([[2, 3, -1], [0, -1, -1]])
+    y = drums.frame_targets(event_frames, tf.constant(6), 8, widen=1, widen_weight=0.25).numpy()
+    targets, weights = y[:, :2], y[:, 2:]
+    assert targets[:, 0].tolist() == [0, 1, 1, 1, 1, 0, 0, 0]
+    assert weights[:, 0].tolist() == [1, 0.25, 1, 1, 0.25, 1, 0, 0]
+    assert targets[:, 1].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert weights[:, 1].tolist() == [1, 0.25, 1, 1, 1, 1, 0, 0]
+    empty = drums.frame_targets(tf.zeros((2, 0), tf.int32), tf.constant(8), 8, 1, 0.25)
+    assert empty.numpy()[:, :2].sum() == 0 and empty.numpy()[:, 2:].sum() == 16
+
+
+def test_frame_cross_entropy_by_hand():
+    p = np.array([[[0.8], [0.1], [0.0]]], np.float32)  # third frame is padding (weight 0)
+    y = np.array([[[1.0, 1.0], [0.0, 0.5], [0.0, 0.0]]], np.float32)
+    loss = drums.FrameCrossEntropy(sequence_length=3)(y, p).numpy()
+    assert loss == pytest.approx((-np.log(0.8) - 0.5 * np.log(0.9)) / 3, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_fully_supervised_twin_per_instrument(data, tmp_path):
+    config = tiny_config(data["dir"], tmp_path / "full", supervision="frames", per_instrument=True)
+    result = drums.train(config, verbose=0, log=lambda message: None)
+    assert result.description["supervision"] == "frames"
+    model = keras.saving.load_model(tmp_path / "full" / drums.MODEL_FILE, compile=False)
+    branches = [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
+    assert branches == ["drums_KD", "drums_SD", "drums_HH"]
+    # The twin's targets come from the same records: the validation batches carry every event.
+    manifest = read_manifest(data["dir"] / "drums-validation.manifest.json")
+    batches = drums.frames_dataset(manifest, config, training=False)
+    onsets = sum(float(tf.reduce_sum(y[..., :3] * tf.cast(y[..., 3:] == 1, tf.float32)))
+                 for _, y in batches)  # fmt: skip
+    assert onsets == sum(manifest.totals["counts"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Raises in the middle of an epoch, as a kill -9 would stop the run."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.at = (epoch, batch)
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            raise Interrupt
+
+
+class Record(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs, self.start_weights, self.epoch_end_weights = [], None, {}
+        self.start_iterations = None
+
+    def on_train_begin(self, logs=None):
+        self.start_weights = [w.copy() for w in self.model.get_weights()]
+        self.start_iterations = int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_end_weights[epoch] = [w.copy() for w in self.model.get_weights()]
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_from_its_backup(data, tmp_path):
+    config = tiny_config(data["dir"], tmp_path / "run", epochs=3, steps_per_epoch=3)
+    first = Record()
+    with pytest.raises(Interrupt):
+        drums.train(config, callbacks=[first, InterruptAt(1, 1)], verbose=0)
+    assert first.epochs == [0, 1]
+    assert (tmp_path / "run" / "backup").is_dir()
+    assert not (tmp_path / "run" / drums.MODEL_FILE).exists()
+
+    second = Record()
+    drums.train(config, callbacks=[second], verbose=0, log=lambda message: None)
+    # It starts at the interrupted epoch, from the weights and optimiser state of the backup
+    # taken at the end of epoch 0, not from scratch.
+    assert second.epochs == [1, 2]
+    assert second.start_iterations == 3
+    for restored, saved in zip(second.start_weights, first.epoch_end_weights[0], strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    history = drums._read_history(tmp_path / "run" / "history.csv")
+    assert [int(row["epoch"]) for row in history] == [0, 1, 2]
+    assert (tmp_path / "run" / drums.MODEL_FILE).is_file()
+    # Other settings in the same folder are refused rather than mixed into the run.
+    with pytest.raises(ValueError, match="learning_rate"):
+        drums.train(dataclasses_replace(config, learning_rate=0.5), verbose=0)
+
+
+def dataclasses_replace(config, **changes):
+    return drums.dataclasses.replace(config, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole files.
+
+
+@pytest.mark.parametrize("per_instrument", [False, True])
+def test_chunked_inference_equals_one_pass(per_instrument):
+    keras.utils.set_random_seed(1)
+    config = drums.DrumTrainConfig(
+        filters=(4, 4, 4), lstm_units=6, dense_units=5, per_instrument=per_instrument
+    )
+    model = drums.build_drum_model(config, CONFIG)
+    x = np.random.default_rng(0).normal(0, 10, (1, 300, 80, 2)).astype(np.float32)
+    expected = model({"features": x, "lengths": np.array([300])}).numpy()[0]
+    for chunk in (7, 64, 4096):
+        streamer = drums.CausalStreamer(model, chunk_frames=chunk)
+        assert streamer.context == 3 * 2  # three convolutions of 3 frames in time
+        np.testing.assert_allclose(streamer.run(x[0]), expected, atol=2e-6)
+        # Pushed in uneven pieces, the stream gives the same.
+        stream = streamer.start()
+        pieces = [streamer.push(stream, x[0, a:b]) for a, b in ((0, 5), (5, 140), (140, 300))]
+        pieces.append(streamer.finish(stream))
+        np.testing.assert_allclose(np.concatenate(pieces), expected, atol=2e-6)
+    assert streamer.finish(streamer.start()).shape == (0, 3)
+
+
+def test_audio_blocks_equal_load_audio_features(tmp_path):
+    rng = np.random.default_rng(0)
+    for rate, channels in ((44100, 2), (32000, 1), (22050, 1)):
+        audio = rng.normal(0, 0.1, (int(rate * 2.3) + 17, channels)).astype(np.float32)
+        path = tmp_path / f"noise-{rate}.wav"
+        soundfile.write(path, audio, rate, subtype="FLOAT")
+        expected = compute_features(load_audio(path, CONFIG), CONFIG)
+        blocks = list(drums.audio_feature_blocks(path, CONFIG, block_seconds=0.3))
+        assert len(blocks) > 3
+        np.testing.assert_allclose(np.concatenate(blocks), expected, atol=1e-4)
+
+
+def test_sets_are_put_back_into_whole_files(data):
+    manifest = read_manifest(data["dir"] / f"drums-test-{KIT}.manifest.json")
+    (file,) = drums.manifest_files(manifest, DRUM_CLASSES)
+    ((wav, events),) = data["test"]
+    features = compute_features(load_audio(wav, CONFIG), CONFIG)
+    # Fixed 400-frame windows every 400 frames; a last window under 200 frames is dropped.
+    assert len(file.features) == 400 * (len(features) // 400) + (
+        len(features) % 400 if len(features) % 400 >= 200 else 0
+    )
+    np.testing.assert_array_equal(file.features, features[: len(file.features)])
+    n = len(file.features)
+    for c, name in enumerate(DRUM_CLASSES):
+        times = np.array([e.time for e in events if e.label == name])
+        # Each event at the frame whose window centre is nearest (clipped to the first frame),
+        # those in the frames kept.
+        frames = np.round((times * 32000 - 512) / 120).clip(0, None)
+        expected = np.unique((frames[frames < n] * 120 + 512) / 32000)
+        np.testing.assert_allclose(file.references[c], expected)
+
+
+@pytest.mark.slow
+def test_transcribe_a_long_file_in_small_blocks(model_dir, tmp_path):
+    # Small blocks and chunks stand for a long file: many of each, the same numbers.
+    transcriber = drums.DrumTranscriber.load(model_dir, chunk_frames=300, block_seconds=0.7)
+    rng = np.random.default_rng(2)
+    path = tmp_path / "long.wav"
+    soundfile.write(path, rng.normal(0, 0.1, 44100 * 12).astype(np.float32), 44100)
+    transcription = transcriber.transcribe(path, keep_features=(2.0, 3.0))
+    features = compute_features(load_audio(path, CONFIG), CONFIG)
+    x = {"features": features[None], "lengths": np.array([len(features)])}
+    np.testing.assert_allclose(
+        transcription.probabilities, transcriber.model(x).numpy()[0], atol=2e-5
+    )
+    first = transcription.first_frame
+    assert first == int(2.0 * CONFIG.frame_rate)
+    np.testing.assert_allclose(
+        transcription.features, features[first : first + len(transcription.features)], atol=1e-4
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands.
+
+
+@pytest.mark.slow
+def test_evaluate_prints_tables_for_sets_and_models(model_dir, data, tmp_path):
+    result = invoke(
+        drums_cli.evaluate,
+        model_dir,
+        model_dir,
+        "--data",
+        data["dir"],
+        "--json",
+        tmp_path / "s.json",
+    )
+    assert result.exit_code == 0, result.output
+    assert f"on drums-test-{KIT}" in result.output
+    assert "50ms  KD" in result.output and "20ms  all" in result.output
+    assert "F1 (%, micro, whole files)" in result.output  # two models: a comparison
+    with open(tmp_path / "s.json") as file:
+        assert set(json.load(file)) == {os.fspath(model_dir)}
+    result = invoke(drums_cli.evaluate, model_dir, "--data", data["dir"], "--set", "nope")
+    assert result.exit_code == 1 and "nope" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_a_folder_reports_bad_files_and_scores_the_rest(model_dir, data, tmp_path):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    ((wav, events),) = data["test"]
+    (folder / "good.wav").write_bytes(Path(wav).read_bytes())
+    with open(folder / "good.csv", "w") as file:
+        file.write("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+    (folder / "broken.wav").write_bytes(b"RIFF not really")
+    (folder / "broken.csv").write_text("time,label\n1.0,KD\n")
+    soundfile.write(folder / "silent.wav", np.zeros(32000, np.float32), 32000)
+    (folder / "silent.csv").write_text("time,label\n")
+    soundfile.write(folder / "lonely.wav", np.ones(32000, np.float32) * 0.1, 32000)
+    result = invoke(drums_cli.evaluate, model_dir, "--data", folder)
+    assert result.exit_code == 1
+    assert "broken.wav: cannot read audio" in result.output
+    assert "silent.wav: audio is digital silence" in result.output
+    assert "lonely.wav: no annotation file found" in result.output
+    assert "1 files." in result.output  # the good file was scored
+    assert f"{sum(1 for e in events if e.label == 'HH'):6d}" in result.output
+
+
+def test_csv_and_midi_content(tmp_path):
+    times = [np.array([0.5, 1.0]), np.array([0.75]), np.array([0.5, 0.52, 2.0])]
+    drums.write_csv(tmp_path / "x.csv", times, DRUM_CLASSES)
+    with open(tmp_path / "x.csv") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["time", "class"]
+    assert [(float(t), c) for t, c in rows[1:]] == [
+        (0.5, "KD"), (0.5, "HH"), (0.52, "HH"), (0.75, "SD"), (1.0, "KD"), (2.0, "HH"),
+    ]  # fmt: skip
+    drums.write_midi(tmp_path / "x.mid", times, DRUM_CLASSES)
+    midi = pretty_midi.PrettyMIDI(os.fspath(tmp_path / "x.mid"))
+    (instrument,) = midi.instruments
+    assert instrument.is_drum
+    notes = sorted((n.start, n.pitch) for n in instrument.notes)
+    assert [pitch for _, pitch in notes] == [36, 42, 42, 38, 36, 42]
+    np.testing.assert_allclose([t for t, _ in notes], [0.5, 0.5, 0.52, 0.75, 1.0, 2.0], atol=1e-4)
+    # A repeated note ends where the next one starts: no overlap on one key.
+    hats = sorted((n.start, n.end) for n in instrument.notes if n.pitch == 42)
+    assert hats[0][1] <= hats[1][0] + 1e-3
+    channels = {m.channel for m in mido.MidiFile(tmp_path / "x.mid") if m.type == "note_on"}
+    assert channels == {9}  # General MIDI channel 10
+
+
+@pytest.mark.slow
+def test_predict_writes_files_and_reports_bad_input(model_dir, data, tmp_path):
+    ((wav, _),) = data["test"]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"\x00" * 100)
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    out = tmp_path / "out"
+    result = invoke(
+        drums_cli.predict, wav, tmp_path / "missing.wav", bad, silent, wav,
+        "--out", out, "--model", model_dir,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "missing.wav: cannot read audio" in result.output
+    assert "bad.wav: cannot read audio" in result.output
+    assert "silent.wav: audio is digital silence" in result.output
+    assert "3 of 5 file(s) failed" in result.output
+    stem = Path(wav).stem
+    for name in (stem, f"{stem}-2"):  # the same file twice gets two names
+        with open(out / f"{name}.csv") as file:
+            assert next(csv.reader(file)) == ["time", "class"]
+        midi = pretty_midi.PrettyMIDI(os.fspath(out / f"{name}.mid"))
+        assert all(i.is_drum for i in midi.instruments)
+        assert {n.pitch for i in midi.instruments for n in i.notes} <= {36, 38, 42}
+
+
+def test_predict_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(drums, "SHIPPED_MODELS", tmp_path / "none")
+    result = invoke(drums_cli.predict, tmp_path / "x.wav", "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "loco train drums" in result.output
+    result = invoke(drums_cli.predict, tmp_path / "x.wav", "--out", tmp_path, "--model", tmp_path)
+    assert result.exit_code == 1 and "model.keras" in result.output
+
+
+@pytest.mark.slow
+def test_plot_writes_a_png(model_dir, data, tmp_path):
+    ((wav, events),) = data["test"]
+    annotation = tmp_path / "hits.csv"
+    annotation.write_text("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+    out = tmp_path / "fig.png"
+    result = invoke(
+        drums_cli.plot, wav, "--model", model_dir, "--out", out, "--annotation", annotation,
+        "--duration", "3",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = invoke(drums_cli.plot, tmp_path / "nope.wav", "--model", model_dir, "--out", out)
+    assert result.exit_code == 1 and "nope.wav" in result.output
+
+
+@pytest.mark.slow
+def test_experiments_print_their_tables(data, tmp_path):
+    base = tiny_config(data["dir"], tmp_path, epochs=1)
+    quiet = {"verbose": 0, "log": lambda message: None}
+    table = drums.run_length_ablation(
+        base, os.fspath(data["dir"] / "drums-train-fixed.manifest.json"), tmp_path / "ab", **quiet
+    )
+    lines = table.splitlines()
+    assert any(line.startswith("variable") and f"drums-test-{KIT}" in line for line in lines)
+    assert any(line.startswith("fixed") and f"drums-test-{KIT}" in line for line in lines)
+    fixed = json.loads((tmp_path / "ab" / "counts-fixed" / drums.MODEL_JSON).read_text())
+    assert fixed["training"]["data"]["train"].endswith("drums-train-fixed.manifest.json")
+    fitted = (tmp_path / "ab" / "counts" / "fit-complete.json").read_text()
+    table = drums.compare_supervision(base, tmp_path / "ab", **quiet)
+    assert any(line.startswith("counts") for line in table.splitlines())
+    assert any(line.startswith("frames") for line in table.splitlines())
+    # The LoCo run of the ablation was reused, not trained again.
+    assert (tmp_path / "ab" / "counts" / "fit-complete.json").read_text() == fitted
