@@ -132,6 +132,7 @@ from loco_tf.pipelines.tfrecords import (
     SourceFile,
     manifest_path,
     read_manifest,
+    write_json_atomically,
     write_shards,
 )
 
@@ -639,21 +640,6 @@ def read_run_file(out_dir: PathLike, name: str) -> dict[str, Any] | None:
     return content
 
 
-def _write_json_atomically(path: str, content: dict[str, Any]) -> None:
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(content, file, indent=2)
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _stat(path: str) -> list[int] | None:
     try:
         status = os.stat(path)
@@ -777,7 +763,7 @@ def prepare_set(
         "complete": False,
         "parameters": parameters,
     }
-    _write_json_atomically(run_file_path(out_dir, spec.name), run_content)
+    write_json_atomically(run_file_path(out_dir, spec.name), run_content)
 
     report = SetReport(spec.name, shards=parameters["num_shards"])
     sources: list[SourceFile] = []
@@ -818,7 +804,7 @@ def prepare_set(
     )
     report.seconds = time.perf_counter() - start
     run_content.update(complete=True, report=dataclasses.asdict(report))
-    _write_json_atomically(run_file_path(out_dir, spec.name), run_content)
+    write_json_atomically(run_file_path(out_dir, spec.name), run_content)
     return report
 
 

@@ -390,7 +390,7 @@ def write_shards(
             "duration_seconds": float(sum(durations)) if durations else None,
         },
     )
-    _write_json_atomically(manifest.path, _manifest_json(manifest))
+    write_json_atomically(manifest.path, _manifest_json(manifest))
     return manifest
 
 
@@ -430,7 +430,8 @@ def _manifest_json(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _write_json_atomically(path: str, content: dict[str, Any]) -> None:
+def write_json_atomically(path: str, content: dict[str, Any]) -> None:
+    """JSON to `path` through a synced temporary file and a rename: all or nothing."""
     temporary = f"{path}.tmp-{os.getpid()}"
     try:
         with open(temporary, "w", encoding="utf-8") as file:
