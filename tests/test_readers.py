@@ -10,7 +10,7 @@ import pytest
 from loco_tf.pipelines import readers
 from loco_tf.pipelines.readers import AnnotationError, Event
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared beside the checkout
 
 
 def assert_events(actual: list[Event], expected: list[Event]) -> None:
