@@ -194,7 +194,8 @@ def test_records_are_the_same_bytes_in_another_process():
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == serialized_digest()
+    # The last line: pyfluidsynth prints where it found its library first when CI is set.
+    assert result.stdout.strip().splitlines()[-1] == serialized_digest()
 
 
 @needs_rendering
