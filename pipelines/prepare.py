@@ -842,6 +842,22 @@ def _order_key(name: str) -> bytes:
     return hashlib.sha256(name.encode()).digest()
 
 
+def _midi_sources(chosen, data_dir, midi_of, listing: str, skipped: list[str]) -> dict:
+    """Per split, `(id, path)` of the chosen records whose MIDI file exists; a missing one is
+    reported by name in `skipped`."""
+    sources = {}
+    for split, records in chosen.items():
+        sources[split] = []
+        for record in records:
+            relative = midi_of(record)
+            path = os.path.join(data_dir, relative)
+            if os.path.isfile(path):
+                sources[split].append((relative, path))
+            else:
+                skipped.append(f"{path}: MIDI file listed in {listing} is missing")
+    return sources
+
+
 def _subset(by_split: Mapping[str, list[Any]], max_files: int | None, key) -> dict[str, list]:
     """At most `max_files` records, in proportion to the splits' sizes, in a fixed
     pseudo-random choice within each split (file order kept)."""
@@ -978,15 +994,9 @@ def drum_sets(
         records = read_gmd_info(info_csv)
         by_split = {split: [r for r in records if r.split == split] for split in SPLITS}
         chosen = _subset(by_split, max_files, key=lambda r: r.midi_filename)
-        sources_by_split = {}
-        for split, split_records in chosen.items():
-            sources_by_split[split] = []
-            for record in split_records:
-                midi_path = os.path.join(data_dir, record.midi_filename)
-                if os.path.isfile(midi_path):
-                    sources_by_split[split].append((record.midi_filename, midi_path))
-                else:
-                    skipped.append(f"{midi_path}: MIDI file listed in {info_csv} is missing")
+        sources_by_split = _midi_sources(
+            chosen, data_dir, lambda r: r.midi_filename, info_csv, skipped
+        )
         used = sum(len(v) for v in chosen.values())
         notes.append(
             f"GMD at {data_dir}: {used} of {len(records)} performances"
@@ -1074,15 +1084,9 @@ def piano_sets(
     records = read_asap_metadata(metadata)
     chosen = _subset(split_by_piece(records, seed=0), max_files, key=lambda r: r.midi_performance)
     skipped = []
-    sources_by_split = {}
-    for split, split_records in chosen.items():
-        sources_by_split[split] = []
-        for record in split_records:
-            midi_path = os.path.join(data_dir, record.midi_performance)
-            if os.path.isfile(midi_path):
-                sources_by_split[split].append((record.midi_performance, midi_path))
-            else:
-                skipped.append(f"{midi_path}: MIDI file listed in {metadata} is missing")
+    sources_by_split = _midi_sources(
+        chosen, data_dir, lambda r: r.midi_performance, metadata, skipped
+    )
     used = sum(len(v) for v in chosen.values())
     notes = [
         f"ASAP at {data_dir}: {used} of {len(records)} performances"

@@ -624,3 +624,33 @@ def test_folder_piano_from_midi_notes(tmp_path):
     manifest = read_manifest(tmp_path / "out" / "in.manifest.json")
     counts = dict(zip(manifest.class_names, manifest.totals["counts"], strict=True))
     assert {p: c for p, c in counts.items() if c} == {21: 1, 60: 2, 64: 2}
+
+
+@needs_rendering
+def test_a_listed_midi_file_that_is_missing_is_skipped_by_name(tmp_path):
+    asap = tmp_path / "asap"
+    header = (
+        "composer,title,folder,xml_score,midi_score,midi_performance,performance_annotations,"
+        "midi_score_annotations,maestro_midi_performance,maestro_audio_performance,start,end,"
+        "audio_performance\n"
+    )
+    rows = []
+    for piece in range(6):
+        folder = f"Bach/Piece{piece}"
+        (asap / folder).mkdir(parents=True)
+        rows.append(f"Bach,P{piece},{folder},,,{folder}/take.mid,,,,,,,\n")
+        if piece == 0:
+            continue  # listed, never written
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes = [pretty_midi.Note(80, 60 + piece, 0.2 * k, 0.2 * k + 0.15) for k in range(8)]
+        midi.instruments.append(piano)
+        midi.write(str(asap / folder / "take.mid"))
+    (asap / "metadata.csv").write_text(header + "".join(rows))
+    args = ["piano", "--data-dir", asap, "--kits", "timgm6mb", "--max-files", 0, "--workers", 1,
+            "--no-progress", "--out", tmp_path / "out"]  # fmt: skip
+    result = invoke(*args)
+    missing = str(asap / "Bach/Piece0/take.mid")
+    assert result.exit_code == 1, result.output
+    assert f"{missing}: MIDI file listed in {asap / 'metadata.csv'} is missing" in result.output
+    assert invoke(*args, "--allow-skips").exit_code == 0
