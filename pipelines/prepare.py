@@ -16,9 +16,10 @@ Three builders make them and `prepare_sets` writes them:
 Rendered labels are corrected by the kit's render latency (`render.render_latency`, measured at
 the front end's sample rate): a label is `MIDI time + latency`, where the network hears the onset.
 
-Sets and kits. Training and validation are rendered with the first kit (`fluidr3` by default),
-the test split with EVERY kit given, so a recipe can score the same held-out performances on a
-kit it trained with and on one it never heard (`timgm6mb`):
+Sets and kits. Training and validation are rendered with the first kit (`fluidr3` by default)
+or, given `train_kits`, with those kits taking turns file by file; the test split with EVERY kit
+in `kits`, so a recipe can score the same held-out performances on a kit it trained with and on
+one it never heard (`timgm6mb`):
 
     drums-train              train split, first kit, training windows (+ augmented copies)
     drums-validation         validation split, first kit, evaluation windows
@@ -833,8 +834,8 @@ def prepare_sets(
 
 
 def kit_name(kit: str) -> str:
-    """A kit's name in set names and cache folders: the `render.KITS` name, or the .sf2 stem."""
-    return Path(kit).stem if kit.lower().endswith(".sf2") else kit
+    """A kit's name in set names and cache folders: a `render.KITS` name, or the file's stem."""
+    return Path(kit).stem if kit.lower().endswith((".sf2", ".sf3")) else kit
 
 
 def _order_key(name: str) -> bytes:
@@ -879,6 +880,13 @@ def _latencies(kit: str, kinds: Sequence[str], sample_rate: int) -> dict[str, fl
     return {kind: render_latency(kit, kind, sample_rate) for kind in kinds}
 
 
+def _kit_rotation(source_ids: Sequence[str], kits: Sequence[str]) -> list[str]:
+    """One kit per file, in turn over a fixed pseudo-random order of the files, so each kit
+    renders an equal share (within one file) whatever the order the files are listed in."""
+    rank = {sid: i for i, sid in enumerate(sorted(source_ids, key=_order_key))}
+    return [kits[rank[sid] % len(kits)] for sid in source_ids]
+
+
 def _rendered_sets(
     task: str,
     dataset: str,
@@ -891,26 +899,36 @@ def _rendered_sets(
     eval_windows: Windows,
     augmentation: Augmentation | None,
     sample_rate: int,
+    train_kits: Sequence[str] | None = None,
 ) -> list[SetSpec]:
-    """train/validation with kits[0], test with every kit."""
-    train_kit = kits[0]
+    """train/validation with `train_kits` (default: kits[0]; several take turns file by file,
+    `_kit_rotation`), test with every kit in `kits`."""
+    train_kits = list(dict.fromkeys(train_kits or kits[:1]))
+    trained = [kit_name(kit) for kit in train_kits]
     sets = []
     for split in SPLITS:
-        split_kits = kits if split == "test" else kits[:1]
-        for kit in split_kits:
-            name = f"{task}-{split}" if split != "test" else f"{task}-test-{kit_name(kit)}"
-            kit_dir = os.path.join(cache, f"{kit_name(kit)}-{sample_rate}")
+        listed = sources_by_split[split]
+        if not listed:
+            continue
+        if split == "test":
+            groups = [(f"{task}-test-{kit_name(kit)}", kit, [kit] * len(listed)) for kit in kits]
+        else:
+            rotation = _kit_rotation([source_id for source_id, _ in listed], train_kits)
+            groups = [(f"{task}-{split}", "+".join(trained), rotation)]
+        for name, kit_label, file_kits in groups:
             sources = tuple(
                 make_source(
                     source_id,
                     midi_path,
-                    os.path.join(kit_dir, os.path.splitext(source_id)[0] + ".wav"),
+                    os.path.join(
+                        cache,
+                        f"{kit_name(kit)}-{sample_rate}",
+                        os.path.splitext(source_id)[0] + ".wav",
+                    ),
                     kit,
                 )
-                for source_id, midi_path in sources_by_split[split]
+                for (source_id, midi_path), kit in zip(listed, file_kits, strict=True)
             )
-            if not sources:
-                continue
             sets.append(
                 SetSpec(
                     name=name,
@@ -922,9 +940,10 @@ def _rendered_sets(
                         "task": task,
                         "dataset": dataset,
                         "split": split,
-                        "kit": kit_name(kit),
-                        "training_kit": kit_name(train_kit),
-                        "kit_used_in_training": kit == train_kit,
+                        "kit": kit_label,
+                        "training_kit": "+".join(trained),
+                        "training_kits": trained,
+                        "kit_used_in_training": kit_label in trained or split != "test",
                     },
                 )
             )
@@ -961,6 +980,7 @@ def drum_sets(
     data_dir: PathLike | None,
     kits: Sequence[str] = DEFAULT_KITS,
     *,
+    train_kits: Sequence[str] | None = None,
     max_files: int | None = 300,
     procedural: int = 300,
     seed: int = 0,
@@ -974,7 +994,10 @@ def drum_sets(
     Args:
         out_dir: the output folder; rendered audio (and generated grooves) go to its `audio/`.
         data_dir: the Groove MIDI Dataset (with info.csv), or None.
-        kits: rendering kits; the first renders train and validation, every one the test split.
+        kits: rendering kits of the test split (one set per kit); the first also renders train
+            and validation unless `train_kits` is given.
+        train_kits: kits that take turns rendering the train and validation files (one kit per
+            file, `_kit_rotation`); default ``kits[:1]``.
         max_files: GMD files to use, shared among the splits in proportion to their sizes and
             chosen in a fixed pseudo-random order; None or 0 for all 1,150.
         procedural: grooves to generate when GMD is not found (split 80/10/10).
@@ -986,7 +1009,8 @@ def drum_sets(
     if not kits:
         raise ValueError("at least one kit is needed")
     out_dir = os.fspath(out_dir)
-    latency = {kit: _latencies(kit, DRUM_CLASSES, sample_rate) for kit in kits}
+    all_kits = list(dict.fromkeys([*kits, *(train_kits or ())]))
+    latency = {kit: _latencies(kit, DRUM_CLASSES, sample_rate) for kit in all_kits}
     skipped, notes = [], []
     if gmd_found(data_dir):
         dataset = "gmd"
@@ -1050,6 +1074,7 @@ def drum_sets(
         eval_windows,
         augmentation,
         sample_rate,
+        train_kits,
     )
     return Plan(tuple(sets), tuple(skipped), tuple(notes))
 
@@ -1059,6 +1084,7 @@ def piano_sets(
     data_dir: PathLike,
     kits: Sequence[str] = DEFAULT_KITS,
     *,
+    train_kits: Sequence[str] | None = None,
     max_files: int | None = 24,
     train_windows: Windows = TRAIN_WINDOWS,
     eval_windows: Windows = EVAL_WINDOWS,
@@ -1069,8 +1095,8 @@ def piano_sets(
 
     The split is `split_by_piece(records, seed=0)` over all of ASAP, fixed so that the test
     pieces never move; `max_files` then takes a fixed pseudo-random subset of each split in
-    proportion to its size (None or 0 for all 961 performances). `kits`, `train_windows`,
-    `eval_windows`, `augmentation` and `sample_rate` are as for `drum_sets`.
+    proportion to its size (None or 0 for all 961 performances). `kits`, `train_kits`,
+    `train_windows`, `eval_windows`, `augmentation` and `sample_rate` are as for `drum_sets`.
 
     Raises:
         FileNotFoundError: `data_dir` has no metadata.csv.
@@ -1080,7 +1106,8 @@ def piano_sets(
     metadata = os.path.join(os.fspath(data_dir), "metadata.csv")
     if not os.path.isfile(metadata):
         raise FileNotFoundError(f"ASAP not found: no {metadata}")
-    latency = {kit: _latencies(kit, ["piano"], sample_rate) for kit in kits}
+    all_kits = list(dict.fromkeys([*kits, *(train_kits or ())]))
+    latency = {kit: _latencies(kit, ["piano"], sample_rate) for kit in all_kits}
     records = read_asap_metadata(metadata)
     chosen = _subset(split_by_piece(records, seed=0), max_files, key=lambda r: r.midi_performance)
     skipped = []
@@ -1116,6 +1143,7 @@ def piano_sets(
         eval_windows,
         augmentation,
         sample_rate,
+        train_kits,
     )
     return Plan(tuple(sets), tuple(skipped), tuple(notes))
 

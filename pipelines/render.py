@@ -1,9 +1,18 @@
 """MIDI -> audio with real sampled instruments (FluidSynth and a General MIDI SoundFont).
 
-Two kits are known by name (`KITS`): ``"fluidr3"`` is FluidR3_GM.sf2 from Debian's
+Kits known by name (`KITS`): ``"fluidr3"`` is FluidR3_GM.sf2 from Debian's
 ``fluid-soundfont-gm`` (MIT), ``"timgm6mb"`` is the TimGM6mb.sf2 that ships inside the
-``pretty_midi`` package. Any other ``.sf2`` path works as a kit too; its latency is measured on
-demand.
+``pretty_midi`` package, ``"musescore"`` (MuseScore_General_Lite.sf3) and ``"csound"``
+(sf_GMbank.sf2) are Debian's other General MIDI banks, and ``"blackpearl"`` / ``"redzeppelin"``
+are AVLinux's recorded acoustic drum kits (``avldrums.lv2-soundfont``, CC BY-SA; drums only).
+`scripts/setup.sh` installs the Debian ones when run as root. Any other ``.sf2``/``.sf3`` path
+works as a kit too; its latency is measured on demand.
+
+Not every name is a different drum sound. Correlating renders of the same kick/snare/hi-hat
+pattern (32 kHz): musescore vs fluidr3 0.89 and csound vs timgm6mb 0.93 (their drum kits share
+samples; their latencies below agree to 0.01 ms), every other pair below 0.25. So a model
+tested on timgm6mb as an unseen kit must not train on csound, and musescore adds little to
+fluidr3; the distinct drum sounds are fluidr3, timgm6mb, blackpearl and redzeppelin.
 
 Rendering drives libfluidsynth directly instead of going through
 ``pretty_midi.PrettyMIDI.fluidsynth``: one synthesiser per file renders every instrument on its own
@@ -27,11 +36,19 @@ which prints these tables::
     kit             KD (36)   SD (38)   HH (42)   piano (program 0, pitch 60)
     fluidr3        +2.34 ms  +2.11 ms  +0.91 ms  +1.95 ms
     timgm6mb       +0.59 ms  +0.66 ms  +0.79 ms  +3.76 ms
+    musescore      +2.34 ms  +2.11 ms  +0.91 ms  +1.79 ms
+    csound         +0.59 ms  +0.66 ms  +0.79 ms  +4.04 ms
+    blackpearl     +1.29 ms  +1.45 ms  +0.86 ms  (no piano)
+    redzeppelin    +1.52 ms  +0.84 ms  +1.11 ms  (no piano)
 
     other notes of the classes (not used for correction):
     kit           SD rim 37  HH pedal 44  HH open 46
     fluidr3        +3.36 ms     +1.04 ms    +0.84 ms
     timgm6mb       +0.54 ms     +6.35 ms    +0.91 ms
+    musescore      +3.29 ms     +1.16 ms    +0.84 ms
+    csound         +0.54 ms     +6.35 ms    +0.98 ms
+    blackpearl     +0.68 ms     +7.44 ms    +0.98 ms
+    redzeppelin    +1.11 ms     +7.44 ms    +0.98 ms
 
 DESIGN.md's "+2 to +4 ms" holds for FluidR3's kick, snare and side stick; its hi-hats start
 within 1 ms and its piano about 2 ms late. Velocity moves the values by at most 0.55 ms (FluidR3's
@@ -71,13 +88,25 @@ from tqdm import tqdm
 KITS: dict[str, str] = {
     "fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "timgm6mb": os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"),
+    "musescore": "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",
+    "csound": "/usr/share/sounds/sf2/sf_GMbank.sf2",
+    "blackpearl": "/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",
+    "redzeppelin": "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2",
 }
 
 _MISSING_KIT_FIX = {
     "fluidr3": "install fluid-soundfont-gm: sudo apt-get install fluid-soundfont-gm",
     "timgm6mb": "reinstall pretty_midi, whose wheel ships it: pip install --force-reinstall "
     "pretty_midi",
+    "musescore": "sudo apt-get install musescore-general-soundfont-small",
+    "csound": "sudo apt-get install csound-soundfont",
+    "blackpearl": "sudo apt-get install avldrums.lv2-soundfont",
+    "redzeppelin": "sudo apt-get install avldrums.lv2-soundfont",
 }
+
+DRUM_ONLY_KITS = frozenset({"blackpearl", "redzeppelin"})
+"""Kits with drums only (AVLinux's recorded acoustic kits: one preset, bank 0); they have no
+piano, so the piano recipe cannot use them."""
 
 ONSET_FRACTION = 0.1
 """Onset criterion of `measure_render_latency`: first sample with |y| >= this fraction of peak."""
@@ -94,10 +123,16 @@ LATENCY_PROBES: dict[str, tuple[int, bool, int]] = {
 RENDER_LATENCY_S: dict[str, dict[str, float]] = {
     "fluidr3": {"KD": 0.00234, "SD": 0.00211, "HH": 0.00091, "piano": 0.00195},
     "timgm6mb": {"KD": 0.00059, "SD": 0.00066, "HH": 0.00079, "piano": 0.00376},
+    "musescore": {"KD": 0.00234, "SD": 0.00211, "HH": 0.00091, "piano": 0.00179},
+    "csound": {"KD": 0.00059, "SD": 0.00066, "HH": 0.00079, "piano": 0.00404},
+    "blackpearl": {"KD": 0.00129, "SD": 0.00145, "HH": 0.00086},
+    "redzeppelin": {"KD": 0.00152, "SD": 0.00084, "HH": 0.00111},
 }
 """Measured render latency in seconds per kit and class at `LATENCY_SAMPLE_RATE`."""
 
 LATENCY_SAMPLE_RATE = 44100
+
+_PIANO_KITS = set(KITS) - DRUM_ONLY_KITS
 
 _BLOCK = 64  # FluidSynth's FLUID_BUFSIZE: voices start only on these sample boundaries.
 _DRUM_BANK = 128
@@ -117,11 +152,13 @@ def soundfont_path(kit: str) -> str:
     if kit in KITS:
         path = KITS[kit]
         fix = _MISSING_KIT_FIX[kit]
-    elif kit.lower().endswith(".sf2"):
+    elif kit.lower().endswith((".sf2", ".sf3")):
         path = kit
-        fix = "pass the path of an existing .sf2 file"
+        fix = "pass the path of an existing .sf2 or .sf3 file"
     else:
-        raise ValueError(f"unknown kit {kit!r}: use one of {sorted(KITS)} or a path to a .sf2 file")
+        raise ValueError(
+            f"unknown kit {kit!r}: use one of {sorted(KITS)} or a path to a .sf2/.sf3 file"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SoundFont for kit {kit!r} not found at {path}; {fix}")
     return path
@@ -255,9 +292,12 @@ def render_midi(
             raise RuntimeError(f"libfluidsynth could not load the SoundFont {path}")
         for inst, chan in zip(instruments, channels, strict=True):
             bank = _DRUM_BANK if inst.is_drum else 0
-            if synth.program_select(chan, sfid, bank, inst.program) != 0:
-                # Kits without this program fall back to the standard kit / piano, as GM players do.
-                synth.program_select(chan, sfid, bank, 0)
+            # Kits without this program fall back to the standard kit / piano, as GM players do;
+            # a drum-only SoundFont (one preset in bank 0, e.g. the AVL kits) plays its kit.
+            choices = ((bank, inst.program), (bank, 0), (0, 0))
+            choice = next((c for c in choices if synth.sfpreset_name(sfid, *c) is not None), None)
+            if choice is None or synth.program_select(chan, sfid, *choice) != 0:
+                raise RuntimeError(f"the SoundFont {path} has no preset for {inst.name or chan}")
 
         position = 0
 
@@ -340,6 +380,8 @@ def render_latency(
     """
     if kind not in LATENCY_PROBES:
         raise KeyError(f"unknown kind {kind!r}; use one of {sorted(LATENCY_PROBES)}")
+    if kind == "piano" and kit in DRUM_ONLY_KITS:
+        raise ValueError(f"kit {kit!r} has drums only; render piano with {sorted(_PIANO_KITS)}")
     if kit in RENDER_LATENCY_S and sample_rate == LATENCY_SAMPLE_RATE:
         return RENDER_LATENCY_S[kit][kind]
     return _measured_latency(kit, kind, sample_rate)
@@ -464,8 +506,10 @@ def _print_latency_table(sample_rate: int = 44100) -> None:
         print(f"{'kit':<10}" + "".join(f"{kind:>13}" for kind in probes))
         for kit in KITS:
             cells = [
-                f"{1000 * measure_render_latency(kit, *probe, sample_rate):+10.2f} ms"
-                for probe in probes.values()
+                f"{'(no piano)':>13}"
+                if kind == "piano" and kit in DRUM_ONLY_KITS
+                else f"{1000 * measure_render_latency(kit, *probe, sample_rate):+10.2f} ms"
+                for kind, probe in probes.items()
             ]
             print(f"{kit:<10}" + "".join(cells))
 

@@ -43,11 +43,13 @@ def _kits(ctx, param, value: str) -> tuple[str, ...]:
     from loco_tf.pipelines.render import KITS
 
     kits = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
-    if not kits:
+    if not kits and param.name != "train_kits":  # --train-kits "" means: the first of --kits
         raise click.BadParameter("give at least one kit")
     for kit in kits:
-        if kit not in KITS and not kit.lower().endswith(".sf2"):
-            raise click.BadParameter(f"unknown kit {kit!r}; use {', '.join(KITS)} or a .sf2 path")
+        if kit not in KITS and not kit.lower().endswith((".sf2", ".sf3")):
+            raise click.BadParameter(
+                f"unknown kit {kit!r}; use {', '.join(KITS)} or a .sf2/.sf3 path"
+            )
     return kits
 
 
@@ -247,8 +249,16 @@ def prepare() -> None:
     default="fluidr3,timgm6mb",
     show_default=True,
     callback=_kits,
-    help="Rendering kits: the first renders train and validation, every kit the test split "
-    "(drums-test-KIT). Names or .sf2 paths.",
+    help="Rendering kits of the test split (one set drums-test-KIT each); the first also "
+    "renders train and validation unless --train-kits is given. Names or .sf2/.sf3 paths.",
+)
+@click.option(
+    "--train-kits",
+    default="",
+    callback=_kits,
+    help="Kits that take turns rendering the train and validation files (one kit per file), "
+    "e.g. 'fluidr3,blackpearl,redzeppelin' to test on timgm6mb as an unseen kit "
+    "(csound shares timgm6mb's drum samples). [default: the first of --kits]",
 )
 @click.option(
     "--max-files",
@@ -275,7 +285,16 @@ def prepare() -> None:
 @_window_options
 @_common_options
 def drums(
-    data_dir, kits, max_files, procedural, rate_factors, train_hop, min_crop, eval_hop, **options
+    data_dir,
+    kits,
+    train_kits,
+    max_files,
+    procedural,
+    rate_factors,
+    train_hop,
+    min_crop,
+    eval_hop,
+    **options,
 ):
     """Drum data: GMD performances rendered with FluidSynth, or procedural grooves.
 
@@ -291,6 +310,7 @@ def drums(
         options["out"],
         _data_dir(data_dir),
         kits,
+        train_kits=train_kits or None,
         max_files=max_files,
         procedural=procedural,
         seed=options["seed"],

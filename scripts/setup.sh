@@ -4,7 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(fluidsynth fluid-soundfont-gm)
+# FluidR3 (the default kit and piano), MuseScore General and csound GM banks, and AVLinux's two
+# recorded acoustic drum kits: several kits so a drum model can be trained on some and tested on
+# one it never heard (TimGM6mb, inside the pretty_midi wheel).
+debian_packages=(fluidsynth fluid-soundfont-gm musescore-general-soundfont-small csound-soundfont
+  avldrums.lv2-soundfont)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   if ! dpkg -s "${debian_packages[@]}" >/dev/null 2>&1; then
     echo "setup: installing ${debian_packages[*]} (audio rendering)"

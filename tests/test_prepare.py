@@ -654,3 +654,42 @@ def test_a_listed_midi_file_that_is_missing_is_skipped_by_name(tmp_path):
     assert result.exit_code == 1, result.output
     assert f"{missing}: MIDI file listed in {asap / 'metadata.csv'} is missing" in result.output
     assert invoke(*args, "--allow-skips").exit_code == 0
+
+
+@pytest.mark.skipif(
+    not can_render(("timgm6mb", "fluidr3")), reason="needs the timgm6mb and fluidr3 kits"
+)
+def test_training_kits_take_turns_file_by_file_and_the_test_split_gets_every_kit(tmp_path):
+    plan = prepare_module.drum_sets(
+        tmp_path,
+        None,
+        kits=("timgm6mb",),
+        train_kits=("fluidr3", "timgm6mb"),
+        procedural=21,
+    )
+    by_name = {spec.name: spec for spec in plan.sets}
+    assert sorted(by_name) == ["drums-test-timgm6mb", "drums-train", "drums-validation"]
+    for name in ("drums-train", "drums-validation"):
+        spec = by_name[name]
+        kits = [source.kit for source in spec.sources]
+        assert set(kits) == {"fluidr3", "timgm6mb"}
+        assert abs(kits.count("fluidr3") - kits.count("timgm6mb")) <= 1
+        assert spec.info["kit"] == "fluidr3+timgm6mb"
+        assert spec.info["training_kits"] == ["fluidr3", "timgm6mb"]
+        for source in spec.sources:
+            # Each file is rendered into its own kit's cache, labelled with that kit's latency.
+            assert f"{os.sep}{source.kit}-{SR}{os.sep}" in source.audio_path
+            assert dict(source.latency)["KD"] == render.render_latency(source.kit, "KD", SR)
+    test = by_name["drums-test-timgm6mb"]
+    assert {source.kit for source in test.sources} == {"timgm6mb"}
+    assert test.info["kit_used_in_training"] is True
+    # The assignment depends on the files, not on the order they are listed in.
+    again = prepare_module._kit_rotation(
+        [s.id for s in reversed(by_name["drums-train"].sources)], ["fluidr3", "timgm6mb"]
+    )
+    assert again[::-1] == [s.kit for s in by_name["drums-train"].sources]
+
+
+def test_a_drum_only_kit_cannot_render_piano():
+    with pytest.raises(ValueError, match="drums only"):
+        render.render_latency("blackpearl", "piano")

@@ -45,6 +45,10 @@ def first_above(audio, fraction):
 @pytest.mark.parametrize("kit", KITS)
 @pytest.mark.parametrize("kind", ["KD", "SD", "HH", "piano"])
 def test_one_hit_sounds_at_midi_time_plus_latency(kit, kind):
+    if kind == "piano" and kit in render.DRUM_ONLY_KITS:
+        with pytest.raises(ValueError, match="drums only"):
+            render.render_latency(kit, kind)
+        return
     pitch, is_drum, program = render.LATENCY_PROBES[kind]
     start = 0.7317  # deliberately off FluidSynth's 64-sample block grid
     audio = render.render_midi(one_hit(pitch, start, is_drum, program), kit, SR)
@@ -58,6 +62,8 @@ def test_one_hit_sounds_at_midi_time_plus_latency(kit, kind):
 @pytest.mark.parametrize("kit", KITS)
 def test_latency_constants_match_a_fresh_measurement(kit):
     for kind, (pitch, is_drum, program) in render.LATENCY_PROBES.items():
+        if kind == "piano" and kit in render.DRUM_ONLY_KITS:
+            continue
         measured = render.measure_render_latency(kit, pitch, is_drum, program, SR)
         recorded = render.RENDER_LATENCY_S[kit][kind]
         assert 0.0 <= recorded < 0.01
