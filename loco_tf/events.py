@@ -32,7 +32,8 @@ DEFAULT_MIN_DISTANCES = (1, 2, 4, 8, 16)
 def pick_peaks(
     event_probabilities: np.ndarray, threshold: float = 0.5, min_distance: int = 1
 ) -> np.ndarray:
-    """Frames where p(t) is a local maximum of at least `threshold` (scipy.signal.find_peaks).
+    """Frames where p(t) is a local maximum of at least `threshold` (scipy.signal.find_peaks),
+    no two closer than `min_distance` (the higher peak wins; `_apart`).
 
     LoCo concentrates each event's mass on one or two frames (paper §4.5), so a threshold and
     local-maximum test recover the events; `min_distance` (frames) removes near duplicates.
@@ -49,10 +50,27 @@ def pick_peaks(
     if p.ndim != 1:
         raise ValueError(f"pick_peaks expects one class's p(t) of shape [time], got {p.shape}.")
     # Pad with zeros so that a peak on the first or last frame counts as a local maximum.
-    peaks, _ = scipy.signal.find_peaks(
-        np.pad(p, 1), height=threshold, distance=max(1, int(min_distance))
-    )
-    return peaks - 1
+    peaks, properties = scipy.signal.find_peaks(np.pad(p, 1), height=threshold)
+    peaks = peaks - 1
+    if min_distance > 1 and len(peaks) > 1:
+        peaks = peaks[_apart(peaks, properties["peak_heights"], int(min_distance))]
+    return peaks
+
+
+def _apart(peaks: np.ndarray, heights: np.ndarray, distance: int) -> np.ndarray:
+    """Which peaks to keep so that none is closer than `distance` to a higher one: the highest
+    first, each removing its close neighbours (as scipy's `distance`), with ties visited right
+    to left. scipy orders ties by an unstable sort (`np.argsort`, which on AVX-512 machines is
+    x86-simd-sort), which an exported graph cannot reproduce; this order `loco_tf.ops.peaks`
+    reproduces exactly."""
+    keep = np.ones(len(peaks), dtype=bool)
+    for j in np.argsort(heights, kind="stable")[::-1]:
+        if keep[j]:
+            low = np.searchsorted(peaks, peaks[j] - distance, side="right")
+            high = np.searchsorted(peaks, peaks[j] + distance, side="left")
+            keep[low:high] = False
+            keep[j] = True
+    return keep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +149,43 @@ def decode_events(
         )
         for c, params in enumerate(parameters)
     ]
+
+
+def decode_with_counts(
+    event_probabilities: np.ndarray,
+    counts: Sequence[int],
+    feature_config: FeatureConfig,
+    parameters: DecodingParameters | Sequence[DecodingParameters] = DecodingParameters(),
+) -> list[np.ndarray]:
+    """Event times when the number of events per class is known (the paper's Remark in §3:
+    counts are cheap to annotate; the model places them).
+
+    For each class, the `counts[c]` highest peaks of p(t) (`pick_peaks` with threshold 0 and the
+    class's `min_distance`), whatever their height; the thresholds are not used. If p(t) has
+    fewer peaks than events, every peak is returned.
+
+    Returns:
+        Per class, sorted float64 times in seconds (frame times plus the class's offset).
+    """
+    p = np.asarray(event_probabilities)
+    if p.ndim != 2:
+        raise ValueError(f"expected p(t) of shape [time, classes], got {p.shape}")
+    if isinstance(parameters, DecodingParameters):
+        parameters = [parameters] * p.shape[1]
+    if not len(counts) == len(parameters) == p.shape[1]:
+        raise ValueError(
+            f"{len(counts)} counts and {len(parameters)} decoding parameters for "
+            f"{p.shape[1]} classes"
+        )
+    times = []
+    for c, (count, params) in enumerate(zip(counts, parameters, strict=True)):
+        if int(count) < 0:
+            raise ValueError(f"counts must be >= 0, got {count} for class {c}")
+        peaks = pick_peaks(p[:, c], 0.0, params.min_distance)
+        order = np.argsort(p[peaks, c], kind="stable")[::-1][: int(count)]
+        frames = np.sort(peaks[order])
+        times.append(frames_to_seconds(frames, feature_config, params.offset_seconds))
+    return times
 
 
 @dataclasses.dataclass(frozen=True)

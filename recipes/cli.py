@@ -7,6 +7,7 @@ import click
 from loco_tf._version import __version__
 from loco_tf.recipes.drums_cli import COMMANDS as DRUM_COMMANDS
 from loco_tf.recipes.prepare_cli import prepare
+from loco_tf.recipes.serving_cli import COMMANDS as SERVING_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,5 +61,5 @@ def demo(epochs: int, train_sequences: int, seed: int, plot_path: str) -> None:
 
 
 main.add_command(prepare)
-for command in DRUM_COMMANDS:
+for command in (*DRUM_COMMANDS, *SERVING_COMMANDS):
     main.add_command(command)

@@ -227,7 +227,9 @@ def _load(model_path) -> typing.Any:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
 
 
-def _evaluate_sets(models, data, sets, json_path=None, raw_timing: bool = False) -> None:
+def _evaluate_sets(
+    models, data, sets, json_path=None, raw_timing: bool = False, known_counts: bool = False
+) -> None:
     """Scores each model on the sets (or the folder) in `data`; prints tables."""
     from loco_tf.pipelines.readers import AnnotationError, pair_audio_with_annotations
     from loco_tf.pipelines.tfrecords import read_manifest
@@ -259,6 +261,8 @@ def _evaluate_sets(models, data, sets, json_path=None, raw_timing: bool = False)
     for model_path in models:
         transcriber = _load(model_path)
         label = os.fspath(model_path)
+        if folder and known_counts:
+            raise click.ClickException("--known-counts works on prepared sets, not folders")
         if folder:
             for path in audio_without:
                 _log(f"error: {path}: no annotation file found for it")
@@ -275,7 +279,10 @@ def _evaluate_sets(models, data, sets, json_path=None, raw_timing: bool = False)
                 except (OSError, ValueError) as error:
                     raise click.ClickException(f"cannot read the set {name}: {error}") from None
                 evaluations[name] = drums.evaluate_set(
-                    transcriber, manifest, decoding_offsets=not raw_timing
+                    transcriber,
+                    manifest,
+                    decoding_offsets=not raw_timing,
+                    known_counts=known_counts,
                 )
         for name, evaluation in evaluations.items():
             click.echo("")
@@ -332,14 +339,20 @@ def _comparison(results, classes) -> str:
     is_flag=True,
     help="Score frame times without the tuned offset (the network's own timing).",
 )
-def evaluate(models, data, sets, json_path, raw_timing) -> None:
+@click.option(
+    "--known-counts",
+    is_flag=True,
+    help="Decode each file with its true number of hits per class, as `loco annotate` does "
+    "(measures count-constrained annotation).",
+)
+def evaluate(models, data, sets, json_path, raw_timing, known_counts) -> None:
     """Score drum models (folders with model.keras + model.json) on whole files.
 
     Prints precision, recall and F1 per class and overall at 50 and 20 ms, micro (summed
     over files) and mean per file, and the signed timing error. With several MODELS, also a
     comparison table.
     """
-    _evaluate_sets(list(models), data, sets, json_path, raw_timing)
+    _evaluate_sets(list(models), data, sets, json_path, raw_timing, known_counts)
 
 
 @click.command()

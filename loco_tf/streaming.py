@@ -1,0 +1,179 @@
+"""Causal models run chunk by chunk: exactly the one-pass output, in bounded memory.
+
+A `build_conv_lstm` network depends on the past only (causal convolutions, a forward LSTM), so
+it can run over a stream: the convolutions get each chunk together with the last `context`
+frames they have seen, and the LSTM starts from the state the previous chunk left. The output
+equals one pass over the whole sequence (to float32 rounding); `CausalStreamer` checks that on a
+probe when it is built, and `loco_tf.export` builds the same thing into a SavedModel signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def split_causal_network(network: keras.Model) -> dict[str, Any]:
+    """Splits a `build_conv_lstm`-like network at its LSTM for chunked inference.
+
+    Returns a dict: `encoder` (a Keras model, features -> LSTM input, causal convolutions),
+    `lstm` (a copy of the LSTM that takes an initial state and returns its final one), `head`
+    (the layers after the LSTM), `context` (past frames the encoder's output depends on) and
+    `units`.
+
+    Raises:
+        ValueError: a layer mixes time steps in a way a stream cannot reproduce.
+    """
+    lstms = [layer for layer in network.layers if isinstance(layer, keras.layers.LSTM)]
+    if len(lstms) != 1:
+        raise ValueError(f"model {network.name} has {len(lstms)} LSTM layers; streaming needs one")
+    (lstm,) = lstms
+    context = 0
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            if layer.strides[0] != 1 or layer.dilation_rate[0] != 1:
+                raise ValueError(f"{layer.name}: only stride and dilation 1 in time stream")
+            context += layer.kernel_size[0] - 1
+        elif isinstance(layer, keras.layers.MaxPooling2D) and layer.pool_size[0] != 1:
+            raise ValueError(f"{layer.name}: pooling over time cannot be streamed")
+    encoder = keras.Model(network.get_layer("features").output, lstm.input)
+    stateful = keras.layers.LSTM.from_config(
+        {**lstm.get_config(), "return_state": True, "name": f"{lstm.name}_streaming"}
+    )
+    stateful.build(lstm.input.shape)
+    stateful.set_weights(lstm.get_weights())
+    index = network.layers.index(lstm)
+    head = [
+        layer
+        for layer in network.layers[index + 1 :]
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    return {
+        "encoder": encoder,
+        "lstm": stateful,
+        "head": head,
+        "context": context,
+        "units": lstm.units,
+    }
+
+
+class CausalStreamer:
+    """Runs a causal ConvLSTM model over a sequence of any length, chunk by chunk.
+
+    Works for `build_conv_lstm` models and for models made of several of them side by side
+    (`build_drum_model(per_instrument=True)`). Each network is split at its LSTM: the causal
+    convolutions (the encoder) get each chunk together with the last `context` frames of the
+    previous one, the number of past frames their output depends on, and the LSTM starts from
+    the previous chunk's final state. The result equals one pass over the whole sequence; the
+    constructor checks that on a short probe and refuses models for which it does not hold.
+
+    Args:
+        model: the trained model (`{"features", "lengths"}` -> `[batch, time, classes]`).
+        chunk_frames: frames per chunk; memory grows with it, and so does speed, slightly.
+    """
+
+    def __init__(self, model: keras.Model, chunk_frames: int = 8192):
+        if chunk_frames < 1:
+            raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+        self.chunk_frames = int(chunk_frames)
+        has_lstm = any(isinstance(layer, keras.layers.LSTM) for layer in model.layers)
+        networks = [model]
+        if not has_lstm:
+            networks = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        if not networks:
+            raise ValueError(f"model {model.name} has no LSTM to stream")
+        self._parts = [split_causal_network(network) for network in networks]
+        self.context = max(part["context"] for part in self._parts)
+        feature_shape = model.get_layer("features").output.shape
+        self.feature_shape = tuple(feature_shape[2:])
+        self._encode = tf.function(
+            self._encode_all,
+            input_signature=[tf.TensorSpec((1, None, *self.feature_shape), tf.float32)],
+        )
+        self._recur = tf.function(self._recur_all, jit_compile=True)
+        self._check(model)
+
+    def _encode_all(self, features):
+        return tuple(part["encoder"](features) for part in self._parts)
+
+    def _recur_all(self, encoded, mask, states):
+        outputs, new_states = [], []
+        for part, z, (h, c) in zip(self._parts, encoded, states, strict=True):
+            sequence, h, c = part["lstm"](z, mask=mask, initial_state=[h, c])
+            for layer in part["head"]:
+                sequence = layer(sequence)
+            outputs.append(sequence)
+            new_states.append((h, c))
+        return tf.concat(outputs, axis=-1), tuple(new_states)
+
+    def start(self) -> dict[str, Any]:
+        """A new stream's state (no frames seen)."""
+        states = tuple(
+            (tf.zeros((1, part["units"])), tf.zeros((1, part["units"]))) for part in self._parts
+        )
+        return {"states": states, "history": None, "pending": []}
+
+    def push(self, stream: dict[str, Any], features: np.ndarray) -> np.ndarray:
+        """Feeds `features` `[frames, bins, channels]`; returns p(t) `[frames', classes]` of the
+        whole chunks complete so far (frames' may be 0). `finish` returns the rest."""
+        stream["pending"].append(np.asarray(features, dtype=np.float32))
+        pending = np.concatenate(stream["pending"])
+        whole = len(pending) - len(pending) % self.chunk_frames
+        outputs = [
+            self._chunk(stream, pending[first : first + self.chunk_frames])
+            for first in range(0, whole, self.chunk_frames)
+        ]
+        stream["pending"] = [pending[whole:]]
+        return np.concatenate(outputs) if outputs else np.zeros((0, self._classes), np.float32)
+
+    def finish(self, stream: dict[str, Any]) -> np.ndarray:
+        """p(t) of the frames `push` has not returned yet; the stream ends here."""
+        pending = stream["pending"]
+        stream["pending"] = []
+        if not sum(len(part) for part in pending):
+            return np.zeros((0, self._classes), np.float32)
+        return self._chunk(stream, np.concatenate(pending))
+
+    def _chunk(self, stream: dict[str, Any], chunk: np.ndarray) -> np.ndarray:
+        history = stream["history"]
+        skip = 0 if history is None else len(history)
+        encoder_input = chunk if history is None else np.concatenate([history, chunk])
+        encoded = self._encode(tf.constant(encoder_input[None]))
+        # The recurrence is compiled for a few lengths only: a whole chunk, or a last chunk
+        # padded to a power of two; padded steps are masked (the LSTM state skips them).
+        n = len(chunk)
+        length = min(self.chunk_frames, max(256, 1 << (n - 1).bit_length()))
+        padding = [[0, 0], [0, length - n], [0, 0]]
+        encoded = tuple(tf.pad(z[:, skip:], padding) for z in encoded)
+        mask = tf.constant((np.arange(length) < n)[None])
+        p, stream["states"] = self._recur(encoded, mask, stream["states"])
+        stream["history"] = encoder_input[len(encoder_input) - self.context :]
+        return p.numpy()[0, :n]
+
+    def run(self, features: np.ndarray) -> np.ndarray:
+        """p(t) `[frames, classes]` of a whole sequence `[frames, bins, channels]`."""
+        stream = self.start()
+        head = self.push(stream, features)
+        return np.concatenate([head, self.finish(stream)])
+
+    def _check(self, model: keras.Model) -> None:
+        probe = np.random.default_rng(0).normal(size=(3 * self.context + 7, *self.feature_shape))
+        probe = probe.astype(np.float32)
+        expected = model(
+            {"features": probe[None], "lengths": np.array([len(probe)], np.int32)}
+        ).numpy()[0]
+        self._classes = expected.shape[-1]
+        chunk_frames = self.chunk_frames
+        self.chunk_frames = self.context + 3
+        try:
+            streamed = self.run(probe)
+        finally:
+            self.chunk_frames = chunk_frames
+        if not np.allclose(streamed, expected, atol=1e-5):
+            raise ValueError(
+                f"model {model.name}: chunked inference differs from one pass by "
+                f"{np.abs(streamed - expected).max():.2g}; it cannot be streamed"
+            )
