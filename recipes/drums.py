@@ -67,6 +67,16 @@ import soxr
 import tensorflow as tf
 
 from loco_tf import LocoLoss
+from loco_tf.distribute import (
+    PRECISIONS,
+    STRATEGIES,
+    is_chief,
+    make_strategy,
+    num_workers,
+    precision,
+    shard_by,
+    worker_dir,
+)
 from loco_tf.events import (
     DecodingParameters,
     Tuning,
@@ -98,6 +108,7 @@ _FIT_DONE = "fit-complete.json"
 _HISTORY = "history.csv"
 _BEST = "best.keras"
 _BACKUP = "backup"
+_RESUMABLE_CHANGES = {"out", "strategy"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +142,11 @@ class DrumTrainConfig:
         tensorboard: write TensorBoard logs to `out/logs`.
         backup_every: batches between backups; None backs up at the end of each epoch.
         seed: weights, shuffling and augmentation.
+        strategy: `loco_tf.distribute.STRATEGIES`: "default" (one device), "mirrored" (all
+            GPUs, or all logical CPU devices), "multiworker" (processes named by TF_CONFIG).
+            `batch_size` is the global batch. A run may resume under another strategy.
+        mixed_precision: "float32", "mixed_float16" or "mixed_bfloat16" (the loss stays
+            float32).
     """
 
     data: str = "data"
@@ -159,6 +175,8 @@ class DrumTrainConfig:
     tensorboard: bool = False
     backup_every: int | None = None
     seed: int = 0
+    strategy: str = "default"
+    mixed_precision: str = "float32"
 
     def __post_init__(self):
         if self.supervision not in SUPERVISIONS:
@@ -171,6 +189,10 @@ class DrumTrainConfig:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:
             raise ValueError("widen_frames must be >= 0 and widen_weight in [0, 1]")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}: {self.strategy!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
@@ -756,9 +778,13 @@ def _prepare_out(config: DrumTrainConfig, overwrite: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if run_config.is_file():
         with open(run_config, encoding="utf-8") as file:
-            previous = json.load(file)
-        if previous != config.to_dict():
-            changed = sorted(k for k in config.to_dict() if previous.get(k) != config.to_dict()[k])
+            # Fields added since the run started take their defaults; the strategy may change.
+            previous = {**DrumTrainConfig().to_dict(), **json.load(file)}
+        current = config.to_dict()
+        changed = sorted(
+            k for k in current if k not in _RESUMABLE_CHANGES and previous.get(k) != current[k]
+        )
+        if changed:
             raise ValueError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use another "
                 "--out, or --overwrite to start it again"
@@ -776,14 +802,15 @@ class TrainResult:
     Attributes:
         out: the output folder.
         description: the contents of `model.json`.
-        validation: scores on the validation files with the tuned decoding.
+        validation: scores on the validation files with the tuned decoding (None on a
+            multi-worker task that is not the chief, which only trains).
         tunings: per class, the tuned decoding and its validation F1.
         history: per epoch, the logged losses and metrics.
     """
 
     out: Path
     description: dict[str, Any]
-    validation: Evaluation
+    validation: Evaluation | None
     tunings: list[Tuning]
     history: list[dict[str, float]]
 
@@ -809,6 +836,9 @@ def train(
         overwrite: start again in an output folder that holds a run.
         log: where progress messages go.
     """
+    # A multi-worker strategy must exist before TensorFlow does anything else.
+    strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
     train_manifest = load_manifest(config.data, config.train_set)
     validation_manifest = load_manifest(config.data, config.validation_set)
     feature_config = train_manifest.feature_config
@@ -818,20 +848,43 @@ def train(
         )
     for manifest in (train_manifest, validation_manifest):
         _class_indices(manifest, config.classes)
-    out = _prepare_out(config, overwrite)
-    keras.utils.set_random_seed(config.seed)
-    model = build_drum_model(config, feature_config)
-    if config.supervision == "counts":
-        loss, metrics = LocoLoss(k_max=config.k_max), [count_error]
-    else:
-        loss, metrics = FrameCrossEntropy(config.sequence_length), []
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss=loss,
-        metrics=metrics,
-        jit_compile=False,  # measured slower on CPU; the LoCo loss compiles its own loops
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"batch_size {config.batch_size} (the global batch) must be a multiple of the "
+            f"{strategy.num_replicas_in_sync} replicas of --strategy {config.strategy}"
+        )
+    # Only the chief writes the run folder; other workers back up into folders of their own.
+    own = (
+        config if chief else dataclasses.replace(config, out=str(worker_dir(config.out, strategy)))
     )
+    out = _prepare_out(own, overwrite)
+    keras.utils.set_random_seed(config.seed)
+    with precision(config.mixed_precision), strategy.scope():
+        model = build_drum_model(config, feature_config)
+        if config.supervision == "counts":
+            loss, metrics = LocoLoss(k_max=config.k_max), [count_error]
+        else:
+            loss, metrics = FrameCrossEntropy(config.sequence_length), []
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=loss,
+            metrics=metrics,
+            jit_compile=False,  # measured slower on CPU; the LoCo loss compiles its own loops
+        )
     train_data, validation_data = datasets(config, train_manifest, validation_manifest)
+    validation_steps = config.validation_steps
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Each worker reads its own shard files; every worker runs the same number of
+        # validation batches (a set that does not divide evenly repeats a few windows).
+        if len(train_manifest.files) < num_workers():
+            raise ValueError(
+                f"{train_manifest.path}: {len(train_manifest.files)} shard file(s) for "
+                f"{num_workers()} workers; prepare it with fewer --files-per-shard"
+            )
+        train_data = shard_by(train_data, "FILE")
+        batches = math.ceil(validation_manifest.totals["num_examples"] / config.batch_size)
+        validation_steps = validation_steps or batches
+        validation_data = shard_by(validation_data.repeat(), "DATA")
 
     start = time.perf_counter()
     history_path = out / _HISTORY
@@ -863,7 +916,7 @@ def train(
             epochs=config.epochs,
             steps_per_epoch=config.steps_per_epoch,
             validation_data=validation_data,
-            validation_steps=config.validation_steps,
+            validation_steps=validation_steps,
             callbacks=[*recipe_callbacks, *callbacks],
             verbose=verbose,
             shuffle=False,  # the datasets shuffle themselves
@@ -871,6 +924,9 @@ def train(
         with open(out / _FIT_DONE, "w", encoding="utf-8") as file:
             json.dump({"seconds": time.perf_counter() - start}, file)
     history = _read_history(history_path)
+    if not chief:  # the chief tunes, evaluates and saves; this worker's copy is not needed
+        shutil.rmtree(out, ignore_errors=True)
+        return TrainResult(out, {}, None, [], history)
     if (out / _BEST).is_file():
         if not model.optimizer.built:  # a finished run, reused: the checkpoint has its state
             model.optimizer.build(model.trainable_variables)

@@ -1,5 +1,8 @@
 """`loco train drums`, `loco evaluate`, `loco predict`, `loco plot`: the drum recipe's commands.
 
+`loco evaluate digits ...` and `loco plot --task digits ...` are handed to the digit recipe's
+commands (`recipes.digits_cli.TaskDispatch`), and `loco train digits` is in the `train` group.
+
 The work is done by `loco_tf.recipes.drums`; these commands turn options into its calls and
 its results into tables and files. A user error (a missing or unusable file, a missing data
 set, a model folder without its files) ends in a one-line message naming the file, never a
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from loco_tf.recipes.digits_cli import TaskDispatch, evaluate_digits, plot_digits, train_digits
 from loco_tf.recipes.drums import DrumTrainConfig
 
 _HELP = {
@@ -51,6 +55,10 @@ _HELP = {
     "tensorboard": "Write TensorBoard logs to OUT/logs.",
     "backup_every": "Back up the training state every N batches [default: every epoch].",
     "seed": "Seed of weights, shuffling and augmentation.",
+    "strategy": "tf.distribute strategy: default (one device), mirrored (all GPUs, or the "
+    "logical CPUs of --cpu-devices), multiworker (every process of TF_CONFIG runs this command). "
+    "--batch-size is the global batch.",
+    "mixed_precision": "Keras dtype policy of the network; the loss is computed in float32.",
 }
 
 
@@ -59,6 +67,25 @@ def _split(value: str, kind: type) -> tuple:
         return tuple(kind(part.strip()) for part in value.split(",") if part.strip())
     except ValueError:
         raise click.BadParameter(f"expected a comma-separated list, got {value!r}") from None
+
+
+_CHOICES = {
+    "supervision": ["counts", "frames"],
+    "strategy": ["default", "mirrored", "multiworker"],
+    "mixed_precision": ["float32", "mixed_float16", "mixed_bfloat16"],
+}
+
+
+def _cpu_devices(ctx, param, value):
+    """--cpu-devices N: split the CPU into N logical devices first thing (for mirrored)."""
+    if value:
+        from loco_tf.distribute import split_cpu
+
+        try:
+            split_cpu(value)
+        except (RuntimeError, ValueError) as error:
+            raise click.BadParameter(str(error)) from None
+    return value
 
 
 def _config_options(command):
@@ -73,10 +100,10 @@ def _config_options(command):
             option = click.option(
                 f"--{name}/--no-{name}", default=default, show_default=True, help=help_text
             )
-        elif field.name == "supervision":
+        elif field.name in _CHOICES:
             option = click.option(
                 f"--{name}",
-                type=click.Choice(["counts", "frames"]),
+                type=click.Choice(_CHOICES[field.name]),
                 default=default,
                 show_default=True,
                 help=help_text,
@@ -97,7 +124,16 @@ def _config_options(command):
                 f"--{name}", type=type(default), default=default, show_default=True, help=help_text
             )
         command = option(command)
-    return command
+    return click.option(
+        "--cpu-devices",
+        type=click.IntRange(min=0),
+        default=0,
+        is_eager=True,
+        expose_value=False,
+        callback=_cpu_devices,
+        help="Split the CPU into this many logical devices (with --strategy mirrored on a "
+        "machine without GPUs: tests and benchmarks). [default: 0, one device]",
+    )(command)
 
 
 def _config(options: dict) -> DrumTrainConfig:
@@ -320,7 +356,7 @@ def _comparison(results, classes) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.command(cls=TaskDispatch, tasks={"digits": evaluate_digits})
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option(
     "--data",
@@ -351,6 +387,9 @@ def evaluate(models, data, sets, json_path, raw_timing, known_counts) -> None:
     Prints precision, recall and F1 per class and overall at 50 and 20 ms, micro (summed
     over files) and mean per file, and the signed timing error. With several MODELS, also a
     comparison table.
+
+    `loco evaluate digits [MODEL] --data DIR` scores a digit model instead (see
+    `loco evaluate digits --help`).
     """
     _evaluate_sets(list(models), data, sets, json_path, raw_timing, known_counts)
 
@@ -407,7 +446,7 @@ def predict(audio, out, model_path) -> None:
         raise click.ClickException(f"{failures} of {len(audio)} file(s) failed (listed above)")
 
 
-@click.command()
+@click.command(cls=TaskDispatch, tasks={"digits": plot_digits})
 @click.argument("audio", type=click.Path())
 @click.option(
     "--model",
@@ -430,8 +469,19 @@ def predict(audio, out, model_path) -> None:
     show_default=True,
     help="Seconds shown.",
 )
-def plot(audio, model_path, out, annotation, start, duration) -> None:
-    """Plot the spectrogram of AUDIO, p(t) per class, and the true and predicted hits."""
+@click.option(
+    "--task",
+    type=click.Choice(["drums", "digits"]),
+    default="drums",
+    show_default=True,
+    help="drums: AUDIO with this command's options; digits: canvases of a prepared digit set "
+    "with their detections (its own options: `loco plot --task digits --help`).",
+)
+def plot(audio, model_path, out, annotation, start, duration, task) -> None:
+    """Plot the spectrogram of AUDIO, p(t) per class, and the true and predicted hits.
+
+    With `--task digits`: test canvases with the digits found on them (the paper's Fig. 2).
+    """
     import numpy as np
 
     from loco_tf.pipelines.audio import AudioError
@@ -467,6 +517,8 @@ def plot(audio, model_path, out, annotation, start, duration) -> None:
         raise click.ClickException(f"cannot write {out}: {error}") from None
     click.echo(f"{audio}: figure written to {out}", file=sys.stdout)
 
+
+train.add_command(train_digits)
 
 COMMANDS = (train, evaluate, predict, plot)
 """The commands to attach to the `loco` group: `for c in COMMANDS: main.add_command(c)`."""

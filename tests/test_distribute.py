@@ -1,0 +1,171 @@
+"""tf.distribute: one device, two mirrored replicas and two worker processes give the same
+training step; the drum recipe trains, backs up and resumes under both strategies; mixed
+precision."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from loco_tf import LocoLoss, distribute
+from loco_tf.recipes import drums
+
+SCRIPTS = Path(__file__).parent / "scripts"
+TIMEOUT = 600
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run(*args, env=None):
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def finish(process):
+    out, err = process.communicate(timeout=TIMEOUT)
+    return process.returncode, out, err
+
+
+def two_workers(*args):
+    """Runs `args` in two processes that form a two-worker cluster on localhost."""
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    processes = [
+        run(*args, env={"TF_CONFIG": json.dumps({"cluster": cluster,
+                                                 "task": {"type": "worker", "index": i}})})
+        for i in range(2)
+    ]  # fmt: skip
+    return [finish(p) for p in processes]
+
+
+def test_strategy_names_and_errors(monkeypatch):
+    assert distribute.make_strategy("default").num_replicas_in_sync == 1
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.make_strategy("multiworker")
+    with pytest.raises(ValueError, match="unknown strategy"):
+        distribute.make_strategy("parameter-server")
+    # Once TensorFlow runs, the CPU cannot be split any more, and the error says so.
+    tf.constant(1.0) + 1.0
+    with pytest.raises(RuntimeError, match="call split_cpu first"):
+        distribute.split_cpu(3)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        drums.DrumTrainConfig(strategy="mirror")
+
+
+@pytest.mark.slow
+def test_one_step_is_the_same_on_one_device_two_replicas_and_two_workers(tmp_path):
+    script = SCRIPTS / "distributed_step.py"
+    single = run(script, "default", tmp_path / "single.npz")
+    mirrored = run(script, "mirrored", tmp_path / "mirrored.npz", 2)
+    for process in (single, mirrored):
+        code, _, err = finish(process)
+        assert code == 0, err[-3000:]
+    workers = two_workers(script, "multiworker", tmp_path / "worker.npz")
+    for code, _, err in workers:
+        assert code == 0, err[-3000:]
+    # Both workers write the same file name; the last one wins, and both hold the same values.
+    reference = np.load(tmp_path / "single.npz")
+    weights = [k for k in reference.files if k.startswith("w")]
+    moved = max(np.abs(reference[k] - reference[k.replace("w", "initial")]).max() for k in weights)
+    assert moved > 1e-3  # the step changed the weights: the comparison below means something
+    for name, replicas in (("mirrored", 2), ("worker", 2)):
+        other = np.load(tmp_path / f"{name}.npz")
+        assert int(other["replicas"]) == replicas
+        # The global batch's loss, and the weights after one SGD step on it.
+        np.testing.assert_allclose(other["loss"], reference["loss"], rtol=1e-6)
+        for key in weights:
+            np.testing.assert_allclose(other[key], reference[key], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    pytest.importorskip("fluidsynth")
+    from loco_tf.recipes.prepare_cli import prepare
+
+    out = tmp_path_factory.mktemp("data")
+    args = ["drums", "--data-dir", "none", "--procedural", "8", "--kits", "timgm6mb",
+            "--files-per-shard", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def epochs_of(output):
+    line = next(line for line in output.splitlines() if line.startswith("epochs"))
+    return json.loads(line.split("epochs ")[1].split("]")[0] + "]")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["mirrored", "multiworker"])
+def test_recipe_trains_backs_up_and_resumes_under_a_strategy(tiny_data, tmp_path, strategy):
+    script = SCRIPTS / "distributed_train.py"
+    out = tmp_path / "run"
+
+    def launch(interrupt):
+        if strategy == "mirrored":
+            return [finish(run(script, strategy, tiny_data, out, 2, interrupt))]
+        return two_workers(script, strategy, tiny_data, out, 0, interrupt)
+
+    for code, stdout, err in launch(1):  # stopped in epoch 1, after the epoch-0 backup
+        assert code == 3, err[-3000:]
+        assert epochs_of(stdout) == [0, 1]
+    assert (out / "backup").is_dir() and not (out / drums.MODEL_FILE).exists()
+    results = launch(-1)
+    for code, stdout, err in results:
+        assert code == 0, err[-3000:]
+        assert epochs_of(stdout) == [1, 2]  # resumed at the interrupted epoch
+    # The chief tuned and saved the model; the other worker left no files behind.
+    assert (out / drums.MODEL_FILE).is_file()
+    assert sum("validation True" in stdout for _, stdout, _ in results) == 1
+    assert not [p for p in out.iterdir() if p.name.startswith(".worker")]
+    history = drums._read_history(out / "history.csv")
+    assert [int(row["epoch"]) for row in history] == [0, 1, 2]
+    assert all(np.isfinite(row["loss"]) for row in history)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_step_is_finite_and_close_to_float32(tiny_data, policy):
+    config = drums.DrumTrainConfig(data=str(tiny_data), filters=(4, 4), lstm_units=8,
+                                   dense_units=8, batch_size=8)  # fmt: skip
+    manifest = drums.load_manifest(tiny_data, "drums-train")
+    batch = next(iter(drums.datasets(config, manifest, manifest)[0]))
+    results = {}
+    for name in ("float32", policy):
+        keras.utils.set_random_seed(0)
+        with distribute.precision(name):
+            model = drums.build_drum_model(config, manifest.feature_config)
+            loss = LocoLoss(k_max=31)
+            with tf.GradientTape() as tape:
+                p = model(batch[0], training=True)
+                value = loss(batch[1], p)
+            gradients = tape.gradient(value, model.trainable_variables)
+        assert p.dtype == tf.float32 and value.dtype == tf.float32
+        conv = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+        assert conv.compute_dtype == name.replace("mixed_", "")  # the network runs in half
+        assert conv.kernel.dtype == "float32"  # the variables stay float32
+        results[name] = (float(value), [g.numpy().astype(np.float64) for g in gradients])
+    reference, mixed = results["float32"], results[policy]
+    assert np.isfinite(mixed[0]) and all(np.all(np.isfinite(g)) for g in mixed[1])
+    assert mixed[0] == pytest.approx(reference[0], rel=2e-2)
+    flat = [np.concatenate([g.ravel() for g in r[1]]) for r in (reference, mixed)]
+    cosine = flat[0] @ flat[1] / np.linalg.norm(flat[0]) / np.linalg.norm(flat[1])
+    assert cosine > 0.98
+    assert keras.config.dtype_policy().name == "float32"  # restored after the block
