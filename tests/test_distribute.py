@@ -169,3 +169,18 @@ def test_mixed_precision_step_is_finite_and_close_to_float32(tiny_data, policy):
     cosine = flat[0] @ flat[1] / np.linalg.norm(flat[0]) / np.linalg.norm(flat[1])
     assert cosine > 0.98
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
+
+
+def test_the_lstm_qualifies_for_cudnn_on_a_gpu():
+    """Keras runs an LSTM with cuDNN on a GPU only with these settings and at most a
+    right-padded mask; the drum network keeps them (it passes no mask at all: padded frames
+    are zeroed after the LSTM by EventProbabilities)."""
+    config = drums.DrumTrainConfig(filters=(4, 4), lstm_units=8, dense_units=8)
+    model = drums.build_drum_model(config, drums.FeatureConfig())
+    (lstm,) = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    assert lstm.activation is keras.activations.tanh
+    assert lstm.recurrent_activation is keras.activations.sigmoid
+    assert lstm.recurrent_dropout == 0 and not lstm.unroll and lstm.use_bias
+    assert lstm.use_cudnn in ("auto", True)
+    node = lstm._inbound_nodes[0]
+    assert node.arguments.kwargs.get("mask") is None
