@@ -246,6 +246,16 @@ def train_drums_ablation(fixed_train_set: str, overwrite: bool, **options) -> No
     click.echo(table)
 
 
+MODEL_OPTION = click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="A trained drum model folder [default: the model shipped in saved_models/drums].",
+)
+"""`--model`, for the commands that run a drum model (default: the shipped one)."""
+
+
 def _load(model_path) -> typing.Any:
     from loco_tf.recipes import drums
 
@@ -402,13 +412,7 @@ def evaluate(models, data, sets, json_path, raw_timing, known_counts) -> None:
     type=click.Path(file_okay=False),
     help="Folder for one NAME.csv (time,class) and one NAME.mid per audio file.",
 )
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True),
-    default=None,
-    help="A trained drum model folder [default: the model shipped in saved_models/drums].",
-)
+@MODEL_OPTION
 def predict(audio, out, model_path) -> None:
     """Transcribe drum hits (KD, SD, HH) in AUDIO files to CSV and General MIDI.
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from loco_tf.recipes.drums_cli import MODEL_OPTION
+
 
 def _log(message: str) -> None:
     click.echo(message, err=True)
@@ -125,13 +127,7 @@ def _read_counts(path: str, classes) -> tuple[list[tuple[str, list[int]]], list[
     type=click.Path(file_okay=False),
     help="Folder for one NAME.csv (time,class) per audio file.",
 )
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(exists=True),
-    default=None,
-    help="A trained drum model folder [default: the model shipped in saved_models/drums].",
-)
+@MODEL_OPTION
 def annotate(counts_csv: str, out: str, model_path: str | None) -> None:
     """Timestamps for audio whose hit counts are known (the paper's Remark in §3).
 
