@@ -308,8 +308,8 @@ class ServingModule(tf.Module):
         for encoder, lstm, head, units in zip(
             self.encoders, self.lstms, self.heads, self.units, strict=True
         ):
-            h, c = lstm_state[:, offset : offset + units], lstm_state[:, offset + units :]
-            c = c[:, :units]
+            h = lstm_state[:, offset : offset + units]
+            c = lstm_state[:, offset + units : offset + 2 * units]
             offset += 2 * units
 
             def run(encoder=encoder, lstm=lstm, head=head, h=h, c=c):
@@ -319,7 +319,7 @@ class ServingModule(tf.Module):
                     sequence = layer(sequence)
                 return tf.cast(sequence, tf.float32), h_new, c_new
 
-            def skip(h=h, c=c, head=head):
+            def skip(h=h, c=c):
                 width = len(self.spec.classes) if len(self.parts) == 1 else 1
                 return tf.zeros([tf.shape(chunk)[0], 0, width]), h, c
 
@@ -353,8 +353,10 @@ class ServingModule(tf.Module):
 def next_version(model_dir: os.PathLike | str) -> int:
     """1 + the largest integer version folder in `model_dir` (1 when there is none)."""
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return 1
     versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return max(versions, default=0) + 1 if model_dir.is_dir() else 1
+    return max(versions, default=0) + 1
 
 
 def _warmup_request(model_name: str, spec: ExportSpec) -> bytes:
