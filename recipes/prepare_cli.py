@@ -3,6 +3,7 @@
     loco prepare drums    GMD rendered with FluidSynth (or procedural grooves without GMD)
     loco prepare piano    ASAP rendered with two piano SoundFonts
     loco prepare folder   a folder of your own audio and annotations
+    loco prepare digits   MNIST digits on canvases (paper §8), counted per class
 
 The work is done by `loco_tf.pipelines.prepare`, whose docstring describes the output layout,
 the windows, the handling of bad input and resuming. Every command prints one line per skipped
@@ -456,3 +457,75 @@ def folder(
     )
     k_max = options.pop("k_max") or (DRUM_K_MAX if task == "drums" else PIANO_K_MAX)
     _run(make_plan, k_max=k_max, **options)
+
+
+@prepare.command()
+@click.option(
+    "--data-dir",
+    default=_default_dir("mnist"),
+    show_default=True,
+    help="Folder of MNIST's four idx files (train-images-idx3-ubyte.gz, ...).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="data/digits",
+    show_default=True,
+    help="Output folder: shards, manifests and digits.prepare.json.",
+)
+@click.option(
+    "--size",
+    type=click.IntRange(min=28),
+    default=88,
+    show_default=True,
+    help="Canvas side in pixels; a model scans it with WINDOW px windows every STRIDE px, so it "
+    "must be WINDOW + STRIDE * (2**n - 1): 88 or 152 for 32 px every 8 px.",
+)
+@click.option("--min-digits", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--max-digits", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--train-canvases", type=click.IntRange(min=0), default=60_000, show_default=True)
+@click.option("--validation-canvases", type=click.IntRange(min=0), default=2_000, show_default=True)
+@click.option("--test-canvases", type=click.IntRange(min=0), default=10_000, show_default=True)
+@click.option(
+    "--validation-images",
+    type=click.IntRange(min=1),
+    default=5_000,
+    show_default=True,
+    help="The last N MNIST training digits make the validation canvases, never a training one.",
+)
+@click.option("--canvases-per-shard", type=click.IntRange(min=1), default=5_000, show_default=True)
+@click.option(
+    "--compression",
+    type=click.Choice(["none", "gzip"], case_sensitive=False),
+    default="none",
+    show_default=True,
+    help="TFRecord compression.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every canvas.")
+def digits(data_dir, out, size, min_digits, max_digits, compression, **options):
+    """Digit data (paper §8.2): MNIST digits placed at random, without overlap, on blank canvases.
+
+    Labels are the number of digits of each class (0..9) per canvas; the true boxes are stored
+    for evaluation only. Writes digits-train and digits-validation (from MNIST train),
+    digits-test (from MNIST test) and digits-test-single (each MNIST test digit alone on a
+    canvas, for recognition). A rerun resumes; other settings need another --out.
+    """
+    from loco_tf.pipelines.digits import DigitSetsConfig, IdxError, prepare_digit_sets
+
+    if _data_dir(data_dir) is None:
+        raise click.ClickException(
+            "MNIST not found: pass --data-dir (the folder of train-images-idx3-ubyte.gz ...)"
+        )
+    try:
+        config = DigitSetsConfig(
+            size=size,
+            digits=(min_digits, max_digits),
+            compression=None if compression.lower() == "none" else "GZIP",
+            **options,
+        )
+        prepare_digit_sets(data_dir, out, config, log=click.echo)
+    except (IdxError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write the output: {error}") from None
+    click.echo(f"output: {os.path.abspath(out)}")
