@@ -94,12 +94,32 @@ def read_idx(path: str) -> np.ndarray:
     return np.frombuffer(data, dtype, offset=header).reshape(shape)
 
 
+KERAS_MNIST = "keras"
+"""`load_mnist`'s `data_dir` that means: `keras.datasets.mnist` (downloads once when online)."""
+
+
 def load_mnist(data_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """`(images uint8 [n, 28, 28], labels uint8 [n])` of MNIST's "train" or "test" split.
 
+    `data_dir` is a folder of MNIST's four idx files, or `KERAS_MNIST` ("keras") for
+    `keras.datasets.mnist.load_data()`, which downloads the same files once (into
+    ~/.keras/datasets) where the machine is online.
+
     Raises:
-        IdxError: a file is missing or unreadable (the message names it).
+        IdxError: a file is missing or unreadable, or the download failed (the message says
+            which).
     """
+    if data_dir == KERAS_MNIST:
+        import keras
+
+        try:
+            train, test = keras.datasets.mnist.load_data()
+        except Exception as error:  # network errors come in many types; all mean the same here
+            raise IdxError(
+                f"keras.datasets.mnist could not download MNIST ({error}); pass a folder of "
+                "its idx files instead"
+            ) from error
+        return train if split == "train" else test
     images_name, labels_name = MNIST_FILES[split]
     for name in (images_name, labels_name):
         if not os.path.isfile(os.path.join(data_dir, name)):

@@ -464,7 +464,8 @@ def folder(
     "--data-dir",
     default=_default_dir("mnist"),
     show_default=True,
-    help="Folder of MNIST's four idx files (train-images-idx3-ubyte.gz, ...).",
+    help="Folder of MNIST's four idx files (train-images-idx3-ubyte.gz, ...), or 'keras' for "
+    "keras.datasets.mnist (downloads once; needs the internet).",
 )
 @click.option(
     "--out",

@@ -59,3 +59,22 @@ SHARED_MNIST = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" /
 def test_real_mnist_shapes():
     images, labels = load_mnist(str(SHARED_MNIST), "test")
     assert images.shape == (10000, 28, 28) and labels.max() == 9
+
+
+def test_keras_datasets_is_used_on_request_and_a_failed_download_says_so(monkeypatch):
+    import keras
+
+    from loco_tf.pipelines import digits
+
+    train = (np.zeros((3, 28, 28), np.uint8), np.array([1, 2, 3], np.uint8))
+    test = (np.ones((2, 28, 28), np.uint8), np.array([4, 5], np.uint8))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: (train, test))
+    images, labels = digits.load_mnist(digits.KERAS_MNIST, "test")
+    assert images.shape == (2, 28, 28) and labels.tolist() == [4, 5]
+
+    def offline():
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(IdxError, match="could not download MNIST.*idx files instead"):
+        digits.load_mnist(digits.KERAS_MNIST, "train")
