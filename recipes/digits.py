@@ -67,7 +67,7 @@ from loco_tf.pipelines.digits import (
     read_digit_manifest,
     training_dataset,
 )
-from loco_tf.recipes.drums import _read_history, _ResumedEarlyStopping, count_error
+from loco_tf.recipes.drums import count_error, fit_resumably
 
 PathLike = str | os.PathLike
 
@@ -576,45 +576,22 @@ def train(
         validation_manifest, config.batch_size, shuffle_buffer=0, repeat=False
     ).apply(tf.data.experimental.assert_cardinality(batches))  # Keras knows where it ends
 
-    start = time.perf_counter()
-    history_path = out / _HISTORY
-    if not (out / _FIT_DONE).is_file():
-        previous = _read_history(history_path)
-        checkpoint = keras.callbacks.ModelCheckpoint(
-            out / _BEST, monitor="val_loss", save_best_only=True
-        )
-        losses = [row["val_loss"] for row in previous if "val_loss" in row]
-        if losses:
-            checkpoint.best = min(losses)
-            log(f"Resuming {out}: {len(previous)} epochs done, best val_loss {min(losses):.4f}")
-        recipe_callbacks = [
-            _EpochTimer(),  # first: the loggers after it see its entry
-            keras.callbacks.CSVLogger(history_path, append=True),
-            checkpoint,
-            _ResumedEarlyStopping(losses, monitor="val_loss", patience=config.patience),
-            # Last, so that everything an epoch writes is written before its backup.
-            keras.callbacks.BackupAndRestore(
-                out / _BACKUP,
-                save_freq=config.backup_every or "epoch",
-                double_checkpoint=True,
-                delete_checkpoint=False,
-            ),
-        ]
-        if config.tensorboard:
-            recipe_callbacks.insert(0, keras.callbacks.TensorBoard(out / "logs"))
-        model.fit(
-            train_data,
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            validation_data=validation_data,
-            validation_steps=config.validation_steps,
-            callbacks=[*recipe_callbacks, *callbacks],
-            verbose=verbose,
-            shuffle=False,  # the dataset shuffles itself
-        )
-        with open(out / _FIT_DONE, "w", encoding="utf-8") as file:
-            json.dump({"seconds": time.perf_counter() - start}, file)
-    history = _read_history(history_path)
+    history = fit_resumably(
+        model,
+        out,
+        train_data,
+        validation_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_steps=config.validation_steps,
+        patience=config.patience,
+        backup_every=config.backup_every,
+        tensorboard=config.tensorboard,
+        callbacks=callbacks,
+        first_callbacks=[_EpochTimer()],  # first: the loggers after it see its entry
+        verbose=verbose,
+        log=log,
+    )
     if (out / _BEST).is_file():
         if not model.optimizer.built:  # a finished run, reused: the checkpoint has its state
             model.optimizer.build(model.trainable_variables)

@@ -815,6 +815,73 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
+def fit_resumably(
+    model: keras.Model,
+    out: Path,
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    validation_steps: int | None,
+    patience: int,
+    backup_every: int | None,
+    tensorboard: bool,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    first_callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = "auto",
+    log: Callable[[str], None] = print,
+) -> list[dict[str, float]]:
+    """`model.fit` in the run folder `out`, resumable; returns the per-epoch history.
+
+    Writes `history.csv` (appended across resumptions), `best.keras` (the best validation loss
+    so far, also across resumptions), a backup every epoch or `backup_every` batches (an
+    interrupted run resumes from it), early stopping on the validation loss with `patience`,
+    TensorBoard logs if asked, and `fit-complete.json` at the end: a finished run is not fitted
+    again. `first_callbacks` run before the loggers (so they see what those add to the logs),
+    `callbacks` after the recipe's own.
+    """
+    start = time.perf_counter()
+    history_path = out / _HISTORY
+    if not (out / _FIT_DONE).is_file():
+        previous = _read_history(history_path)
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            out / _BEST, monitor="val_loss", save_best_only=True
+        )
+        losses = [row["val_loss"] for row in previous if "val_loss" in row]
+        if losses:
+            checkpoint.best = min(losses)
+            log(f"Resuming {out}: {len(previous)} epochs done, best val_loss {min(losses):.4f}")
+        recipe_callbacks = [
+            *first_callbacks,
+            keras.callbacks.CSVLogger(history_path, append=True),
+            checkpoint,
+            _ResumedEarlyStopping(losses, monitor="val_loss", patience=patience),
+            # Last, so that everything an epoch writes is written before its backup.
+            keras.callbacks.BackupAndRestore(
+                out / _BACKUP,
+                save_freq=backup_every or "epoch",
+                double_checkpoint=True,
+                delete_checkpoint=False,
+            ),
+        ]
+        if tensorboard:
+            recipe_callbacks.insert(0, keras.callbacks.TensorBoard(out / "logs"))
+        model.fit(
+            train_data,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation_data,
+            validation_steps=validation_steps,
+            callbacks=[*recipe_callbacks, *callbacks],
+            verbose=verbose,
+            shuffle=False,  # the datasets shuffle themselves
+        )
+        with open(out / _FIT_DONE, "w", encoding="utf-8") as file:
+            json.dump({"seconds": time.perf_counter() - start}, file)
+    return _read_history(history_path)
+
+
 def train(
     config: DrumTrainConfig,
     *,
@@ -886,44 +953,21 @@ def train(
         validation_steps = validation_steps or batches
         validation_data = shard_by(validation_data.repeat(), "DATA")
 
-    start = time.perf_counter()
-    history_path = out / _HISTORY
-    if not (out / _FIT_DONE).is_file():
-        previous = _read_history(history_path)
-        checkpoint = keras.callbacks.ModelCheckpoint(
-            out / _BEST, monitor="val_loss", save_best_only=True
-        )
-        losses = [row["val_loss"] for row in previous if "val_loss" in row]
-        if losses:
-            checkpoint.best = min(losses)
-            log(f"Resuming {out}: {len(previous)} epochs done, best val_loss {min(losses):.4f}")
-        recipe_callbacks = [
-            keras.callbacks.CSVLogger(history_path, append=True),
-            checkpoint,
-            _ResumedEarlyStopping(losses, monitor="val_loss", patience=config.patience),
-            # Last, so that everything an epoch writes is written before its backup.
-            keras.callbacks.BackupAndRestore(
-                out / _BACKUP,
-                save_freq=config.backup_every or "epoch",
-                double_checkpoint=True,
-                delete_checkpoint=False,
-            ),
-        ]
-        if config.tensorboard:
-            recipe_callbacks.insert(0, keras.callbacks.TensorBoard(out / "logs"))
-        model.fit(
-            train_data,
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            validation_data=validation_data,
-            validation_steps=validation_steps,
-            callbacks=[*recipe_callbacks, *callbacks],
-            verbose=verbose,
-            shuffle=False,  # the datasets shuffle themselves
-        )
-        with open(out / _FIT_DONE, "w", encoding="utf-8") as file:
-            json.dump({"seconds": time.perf_counter() - start}, file)
-    history = _read_history(history_path)
+    history = fit_resumably(
+        model,
+        out,
+        train_data,
+        validation_data,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch,
+        validation_steps=validation_steps,
+        patience=config.patience,
+        backup_every=config.backup_every,
+        tensorboard=config.tensorboard,
+        callbacks=callbacks,
+        verbose=verbose,
+        log=log,
+    )
     if not chief:  # the chief tunes, evaluates and saves; this worker's copy is not needed
         shutil.rmtree(out, ignore_errors=True)
         return TrainResult(out, {}, None, [], history)
