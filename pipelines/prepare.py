@@ -873,11 +873,17 @@ def _subset(by_split: Mapping[str, list[Any]], max_files: int | None, key) -> di
     return chosen
 
 
-def _latencies(kit: str, kinds: Sequence[str], sample_rate: int) -> dict[str, float]:
+def _latencies(
+    kits: Sequence[str], train_kits: Sequence[str] | None, kinds: Sequence[str], sample_rate: int
+) -> dict[str, dict[str, float]]:
+    """Render latency per kit (of `kits` and `train_kits`) and kind; a missing kit raises."""
     from loco_tf.pipelines.render import render_latency, soundfont_path
 
-    soundfont_path(kit)
-    return {kind: render_latency(kit, kind, sample_rate) for kind in kinds}
+    latency = {}
+    for kit in dict.fromkeys([*kits, *(train_kits or ())]):
+        soundfont_path(kit)
+        latency[kit] = {kind: render_latency(kit, kind, sample_rate) for kind in kinds}
+    return latency
 
 
 def _kit_rotation(source_ids: Sequence[str], kits: Sequence[str]) -> list[str]:
@@ -1009,8 +1015,7 @@ def drum_sets(
     if not kits:
         raise ValueError("at least one kit is needed")
     out_dir = os.fspath(out_dir)
-    all_kits = list(dict.fromkeys([*kits, *(train_kits or ())]))
-    latency = {kit: _latencies(kit, DRUM_CLASSES, sample_rate) for kit in all_kits}
+    latency = _latencies(kits, train_kits, DRUM_CLASSES, sample_rate)
     skipped, notes = [], []
     if gmd_found(data_dir):
         dataset = "gmd"
@@ -1106,8 +1111,7 @@ def piano_sets(
     metadata = os.path.join(os.fspath(data_dir), "metadata.csv")
     if not os.path.isfile(metadata):
         raise FileNotFoundError(f"ASAP not found: no {metadata}")
-    all_kits = list(dict.fromkeys([*kits, *(train_kits or ())]))
-    latency = {kit: _latencies(kit, ["piano"], sample_rate) for kit in all_kits}
+    latency = _latencies(kits, train_kits, ["piano"], sample_rate)
     records = read_asap_metadata(metadata)
     chosen = _subset(split_by_piece(records, seed=0), max_files, key=lambda r: r.midi_performance)
     skipped = []
