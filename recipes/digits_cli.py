@@ -15,6 +15,7 @@ import typing
 
 import click
 
+from loco_tf.recipes.cli_options import PROGRESS, overwrite_option, progress_option
 from loco_tf.recipes.digits import FULL, DigitTrainConfig
 
 _HELP = {
@@ -158,20 +159,14 @@ def _evaluate(model_path, data, limit, tolerance, json_path) -> None:
     + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in FULL.items())
     + " (options given explicitly win).",
 )
-@click.option("--overwrite", is_flag=True, help="Start again in an --out that holds a run.")
+@overwrite_option
 @click.option(
     "--evaluate/--no-evaluate",
     default=True,
     show_default=True,
     help="Score the model on digits-test-single and digits-test after training.",
 )
-@click.option(
-    "--progress",
-    type=click.Choice(["bar", "epoch", "none"]),
-    default="bar",
-    show_default=True,
-    help="Keras progress: a bar per epoch, one line per epoch, or nothing.",
-)
+@progress_option
 def train_digits(full: bool, overwrite: bool, evaluate: bool, progress: str, **options) -> None:
     """Train the §8.2 digit network (VGG-13 on Hilbert-scan windows, LSTM) on digit counts.
 
@@ -181,7 +176,7 @@ def train_digits(full: bool, overwrite: bool, evaluate: bool, progress: str, **o
     from loco_tf.recipes import digits
 
     config = _config(options, full)
-    verbose = {"bar": 1, "epoch": 2, "none": 0}[progress]
+    verbose = PROGRESS[progress]
     try:
         result = digits.train(config, overwrite=overwrite, verbose=verbose, log=_log)
     except (FileNotFoundError, ValueError) as error:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 
+from loco_tf.recipes.cli_options import PROGRESS, overwrite_option, progress_option
 from loco_tf.recipes.digits_cli import TaskDispatch, evaluate_digits, plot_digits, train_digits
 from loco_tf.recipes.drums import DrumTrainConfig
 
@@ -164,20 +165,14 @@ def train() -> None:
 
 @train.command("drums")
 @_config_options
-@click.option("--overwrite", is_flag=True, help="Start again in an --out that holds a run.")
+@overwrite_option
 @click.option(
     "--evaluate/--no-evaluate",
     default=True,
     show_default=True,
     help="Score the model on the drums-test-* sets of --data after training.",
 )
-@click.option(
-    "--progress",
-    type=click.Choice(["bar", "epoch", "none"]),
-    default="bar",
-    show_default=True,
-    help="Keras progress: a bar per epoch, one line per epoch, or nothing.",
-)
+@progress_option
 def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> None:
     """Train the §6.1 drum network (KD, SD, HH) with LoCo or its fully supervised twin.
 
@@ -187,7 +182,7 @@ def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> No
     from loco_tf.recipes import drums
 
     config = _config(options)
-    verbose = {"bar": 1, "epoch": 2, "none": 0}[progress]
+    verbose = PROGRESS[progress]
     result = _run_training(config, overwrite, verbose)
     click.echo("")
     click.echo(f"Decoding tuned on {config.validation_set} (per class):")
