@@ -242,6 +242,7 @@ def tune_decoding(
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     min_distances: Sequence[int] = DEFAULT_MIN_DISTANCES,
     window: float = 0.05,
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> list[Tuning]:
     """Per class, the decoding that maximises F1 on tuning files, and the timing offset.
 
@@ -258,10 +259,34 @@ def tune_decoding(
         feature_config: the front end the frames come from.
         thresholds, min_distances: the grid.
         window: matching tolerance in seconds (50 ms: the task's, Wu et al. 2018).
+        groups: class indices that share one decoding, tuned on all their events together
+            (each file's classes count as separate sequences); for many rare classes, such as
+            the piano's 88 pitches, where one class alone has too few events to tune on. Every
+            class must be in exactly one group. None: each class on its own.
 
     Returns:
-        One `Tuning` per class.
+        One `Tuning` per class (a group's classes get the group's).
     """
+    if groups is not None:
+        n_classes = np.asarray(event_probabilities[0]).shape[1] if event_probabilities else 0
+        members = sorted(c for group in groups for c in group)
+        if members != list(range(n_classes)):
+            raise ValueError(f"groups must hold each of the {n_classes} classes exactly once")
+        tunings: list[Tuning | None] = [None] * n_classes
+        for group in groups:
+            pooled = [np.asarray(p)[:, c : c + 1] for p in event_probabilities for c in group]
+            pooled_refs = [[r[c]] for r in references for c in group]
+            (tuning,) = tune_decoding(
+                pooled,
+                pooled_refs,
+                feature_config,
+                thresholds=thresholds,
+                min_distances=min_distances,
+                window=window,
+            )
+            for c in group:
+                tunings[c] = tuning
+        return tunings
     if len(event_probabilities) != len(references):
         raise ValueError(f"{len(event_probabilities)} files of p(t), {len(references)} of refs")
     if not event_probabilities:

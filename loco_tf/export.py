@@ -95,7 +95,9 @@ class ExportSpec:
         return {
             "classes": list(self.classes),
             "feature_config": self.feature_config.to_dict(),
-            "decoding": {c: d.to_dict() for c, d in zip(self.classes, self.decoding, strict=True)},
+            "decoding": {
+                str(c): d.to_dict() for c, d in zip(self.classes, self.decoding, strict=True)
+            },
             "k_max": self.k_max,
             "pad_time": PAD_TIME,
         }
@@ -456,7 +458,7 @@ class ExportedModel:
         self.spec = ExportSpec(
             classes,
             FeatureConfig.from_dict(values["feature_config"]),
-            tuple(DecodingParameters.from_dict(values["decoding"][c]) for c in classes),
+            tuple(DecodingParameters.from_dict(values["decoding"][str(c)]) for c in classes),
             int(values["k_max"]),
         )
         self.path = path

@@ -101,6 +101,7 @@ MODEL_FILE = "model.keras"
 MODEL_JSON = "model.json"
 GM_DRUM_NOTES = {"KD": 36, "SD": 38, "HH": 42}
 SUPERVISIONS = ("counts", "frames")
+TASKS = ("drums", "piano")
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "saved_models" / "drums"
 
 _RUN_CONFIG = "train-config.json"
@@ -108,7 +109,7 @@ _FIT_DONE = "fit-complete.json"
 _HISTORY = "history.csv"
 _BEST = "best.keras"
 _BACKUP = "backup"
-_RESUMABLE_CHANGES = {"out", "strategy"}
+_RESUMABLE_CHANGES = {"out", "strategy", "epochs", "patience"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +124,14 @@ class DrumTrainConfig:
         validation_set: validation set name in `data`, or a manifest path.
         classes: the classes, in output order.
         supervision: "counts" (LoCo) or "frames" (the fully supervised twin).
-        per_instrument: three 1-class networks instead of one 3-class network.
+        per_instrument: one 1-class network per class instead of one network for all.
+        band_size: networks of `band_size` consecutive classes each (the piano recipe's bands
+            of 10 pitches, §7.1); 0 for one network, 1 is `per_instrument`.
+        decoding_band_size: classes per shared decoding (threshold, spacing, offset), tuned on
+            their events together (`events.tune_decoding(groups=...)`); 0 tunes each class on
+            its own (drums). The piano tunes bands of 10 pitches: one pitch alone has too few
+            validation onsets.
+        task: "drums" or "piano": what `loco predict` writes (recorded in `model.json`).
         k_max: last count bin of the loss (eq. 14).
         prior_zero_mass: omega of the eq. 15 output bias.
         sequence_length: T of the eq. 15 bias and of the fixed batch padding, frames.
@@ -156,6 +164,8 @@ class DrumTrainConfig:
     classes: tuple[str, ...] = DRUM_CLASSES
     supervision: str = "counts"
     per_instrument: bool = False
+    band_size: int = 0
+    decoding_band_size: int = 0
     k_max: int = 31
     prior_zero_mass: float = 0.5
     sequence_length: int = 400
@@ -177,8 +187,11 @@ class DrumTrainConfig:
     seed: int = 0
     strategy: str = "default"
     mixed_precision: str = "float32"
+    task: str = "drums"
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}: {self.task!r}")
         if self.supervision not in SUPERVISIONS:
             raise ValueError(f"supervision must be one of {SUPERVISIONS}: {self.supervision!r}")
         if not self.classes:
@@ -187,6 +200,8 @@ class DrumTrainConfig:
             raise ValueError("extract stacking mixes counts; it is for counts supervision only")
         if min(self.batch_size, self.epochs, self.steps_per_epoch, self.sequence_length) < 1:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
+        if self.band_size < 0 or self.decoding_band_size < 0:
+            raise ValueError("band_size and decoding_band_size must be >= 0 (0: all / each)")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:
             raise ValueError("widen_frames must be >= 0 and widen_weight in [0, 1]")
         if self.strategy not in STRATEGIES:
@@ -226,21 +241,40 @@ def conv_lstm_config(config: DrumTrainConfig, feature_config: FeatureConfig, cla
     )
 
 
-def build_drum_model(config: DrumTrainConfig, feature_config: FeatureConfig) -> keras.Model:
-    """`{"features", "lengths"}` -> p(t) `[batch, time, classes]`: one network, or one per class."""
-    if not config.per_instrument:
+def class_bands(config: DrumTrainConfig) -> list[tuple[int, int]]:
+    """The [start, stop) class ranges of the run's networks, in output order."""
+    size = 1 if config.per_instrument else config.band_size or len(config.classes)
+    count = len(config.classes)
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _band_name(prefix: str, classes: Sequence) -> str:
+    first, last = str(classes[0]), str(classes[-1])
+    return f"{prefix}_{first}" if first == last else f"{prefix}_{first}_{last}"
+
+
+def build_drum_model(
+    config: DrumTrainConfig, feature_config: FeatureConfig, name: str = "drums"
+) -> keras.Model:
+    """`{"features", "lengths"}` -> p(t) `[batch, time, classes]`: one network, or one per
+    class (`per_instrument`) or per band of classes (`band_size`), side by side."""
+    bands = class_bands(config)
+    if len(bands) == 1:
         return build_conv_lstm(
-            conv_lstm_config(config, feature_config, len(config.classes)), name="drums"
+            conv_lstm_config(config, feature_config, len(config.classes)), name=name
         )
     features = keras.Input((None, feature_config.n_mels, 2), name="features")
     lengths = keras.Input((), dtype="int32", name="lengths")
-    single = conv_lstm_config(config, feature_config, 1)
+    inputs = {"features": features, "lengths": lengths}
     outputs = [
-        build_conv_lstm(single, name=f"drums_{name}")({"features": features, "lengths": lengths})
-        for name in config.classes
+        build_conv_lstm(
+            conv_lstm_config(config, feature_config, stop - start),
+            name=_band_name(name, config.classes[start:stop]),
+        )(inputs)
+        for start, stop in bands
     ]
     probabilities = keras.layers.Concatenate(axis=-1, name="per_instrument")(outputs)
-    return keras.Model({"features": features, "lengths": lengths}, probabilities, name="drums")
+    return keras.Model(inputs, probabilities, name=name)
 
 
 @keras.saving.register_keras_serializable(package="loco_tf.recipes")
@@ -631,6 +665,7 @@ class DrumTranscriber:
         decoding: per class, how p(t) becomes hits.
         chunk_frames: frames per inference chunk (`CausalStreamer`).
         block_seconds: seconds of audio read and analysed at a time.
+        task: "drums" (classes KD, SD, HH) or "piano" (classes are MIDI pitches).
     """
 
     def __init__(
@@ -641,9 +676,13 @@ class DrumTranscriber:
         decoding: Sequence[DecodingParameters],
         chunk_frames: int = 8192,
         block_seconds: float = 10.0,
+        task: str = "drums",
     ):
         if len(decoding) != len(classes):
             raise ValueError(f"{len(decoding)} decoding parameters for {len(classes)} classes")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}: {task!r}")
+        self.task = task
         self.model = model
         self.feature_config = feature_config
         self.classes = tuple(classes)
@@ -662,8 +701,9 @@ class DrumTranscriber:
             raise ValueError(f"{json_path}: not a {MODEL_FORMAT} description")
         model = keras.saving.load_model(keras_path, compile=False)
         classes = description["classes"]
-        decoding = [DecodingParameters.from_dict(description["decoding"][c]) for c in classes]
+        decoding = [DecodingParameters.from_dict(description["decoding"][str(c)]) for c in classes]
         feature_config = FeatureConfig.from_dict(description["feature_config"])
+        kwargs.setdefault("task", description.get("task", "drums"))
         return cls(model, feature_config, classes, decoding, **kwargs)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
@@ -778,7 +818,8 @@ def _prepare_out(config: DrumTrainConfig, overwrite: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if run_config.is_file():
         with open(run_config, encoding="utf-8") as file:
-            # Fields added since the run started take their defaults; the strategy may change.
+            # Fields added since the run started take their defaults; `_RESUMABLE_CHANGES` may
+            # change.
             previous = {**DrumTrainConfig().to_dict(), **json.load(file)}
         current = config.to_dict()
         changed = sorted(
@@ -893,7 +934,10 @@ def train(
     """Trains a drum model, tunes its decoding on the validation files, saves it.
 
     A rerun with the same config and output folder resumes an interrupted run (from the last
-    backup) or, when training had finished, goes straight to tuning and saving.
+    backup) or, when training had finished, goes straight to tuning and saving. `epochs`,
+    `patience` and `strategy` may change on a rerun: stopping a long run (Ctrl-C, kill) and
+    rerunning it with `epochs` at most the epochs it completed ends it there, with its best
+    checkpoint (a finished run is not extended).
 
     Args:
         config: the run.
@@ -982,7 +1026,11 @@ def train(
     transcriber = DrumTranscriber(model, feature_config, config.classes, neutral)
     probabilities = [transcriber.probabilities(file.features) for file in files]
     references = [file.references for file in files]
-    tunings = tune_decoding(probabilities, references, feature_config)
+    groups = None
+    if config.decoding_band_size:
+        size, count = config.decoding_band_size, len(config.classes)
+        groups = [list(range(a, min(a + size, count))) for a in range(0, count, size)]
+    tunings = tune_decoding(probabilities, references, feature_config, groups=groups)
     transcriber.decoding = tuple(t.parameters for t in tunings)
     estimates = [transcriber.decode(p) for p in probabilities]
     validation = evaluate_onsets(
@@ -992,20 +1040,19 @@ def train(
     description = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_VERSION,
+        "task": config.task,
         "classes": list(config.classes),
         "supervision": config.supervision,
         "train_config": config.to_dict(),
         "feature_config": feature_config.to_dict(),
         "model_config": dataclasses.asdict(
-            conv_lstm_config(
-                config, feature_config, 1 if config.per_instrument else len(config.classes)
-            )
+            conv_lstm_config(config, feature_config, max(b - a for a, b in class_bands(config)))
         ),
         "decoding": {
-            c: t.parameters.to_dict() for c, t in zip(config.classes, tunings, strict=True)
+            str(c): t.parameters.to_dict() for c, t in zip(config.classes, tunings, strict=True)
         },
         "tuning": {
-            c: {
+            str(c): {
                 "f1": t.f1,
                 "precision": t.precision,
                 "recall": t.recall,
@@ -1057,25 +1104,45 @@ class FileFailure:
     message: str
 
 
-def evaluation_sets(data: PathLike, sets: Sequence[str] = ()) -> list[tuple[str, str]]:
+def evaluation_sets(
+    data: PathLike, sets: Sequence[str] = (), prefix: str = "drums-test-"
+) -> list[tuple[str, str]]:
     """(name, manifest path) of the sets to evaluate in `data`: `sets`, else every
-    `drums-test-*` set; `data` may also be one manifest."""
+    `PREFIX*` set (`drums-test-*`, `piano-test-*`); `data` may also be one manifest."""
     data = os.fspath(data)
     if data.endswith(".manifest.json"):
         return [(Path(data).name[: -len(".manifest.json")], data)]
     if sets:
         return [(name, manifest_path(data, name)) for name in sets]
-    found = sorted(glob.glob(os.path.join(glob.escape(data), "drums-test-*.manifest.json")))
+    found = sorted(glob.glob(os.path.join(glob.escape(data), f"{prefix}*.manifest.json")))
     return [(Path(path).name[: -len(".manifest.json")], path) for path in found]
 
 
-def evaluate_set(
+@dataclasses.dataclass
+class SetTranscription:
+    """Reference and detected event times of several files, ready to score.
+
+    Attributes:
+        names: the files' names.
+        references, estimates: per file, per class, times in seconds.
+    """
+
+    names: list[str]
+    references: list[list[np.ndarray]]
+    estimates: list[list[np.ndarray]]
+
+    def evaluate(self, classes: Sequence) -> Evaluation:
+        """Onset scores per class and overall (`metrics.evaluate_onsets`)."""
+        return evaluate_onsets(self.references, self.estimates, classes, file_names=self.names)
+
+
+def transcribe_set(
     transcriber: DrumTranscriber,
     manifest: Manifest,
     decoding_offsets: bool = True,
     known_counts: bool = False,
-) -> Evaluation:
-    """Scores a model on a prepared set's whole files (`manifest_files`).
+) -> SetTranscription:
+    """Runs a model on a prepared set's whole files (`manifest_files`).
 
     Args:
         transcriber: the model.
@@ -1099,27 +1166,42 @@ def evaluate_set(
             estimates.append(decode_with_counts(p, counts, transcriber.feature_config, decoding))
         else:
             estimates.append(decode_events(p, transcriber.feature_config, decoding))
-    return evaluate_onsets(
-        [file.references for file in files],
-        estimates,
-        transcriber.classes,
-        file_names=[file.name for file in files],
+    return SetTranscription(
+        [file.name for file in files], [file.references for file in files], estimates
     )
 
 
-def evaluate_folder(
+def evaluate_set(
+    transcriber: DrumTranscriber,
+    manifest: Manifest,
+    decoding_offsets: bool = True,
+    known_counts: bool = False,
+) -> Evaluation:
+    """Scores a model on a prepared set's whole files (see `transcribe_set`)."""
+    result = transcribe_set(transcriber, manifest, decoding_offsets, known_counts)
+    return result.evaluate(transcriber.classes)
+
+
+def read_task_annotations(path: PathLike, task: str) -> list:
+    """`readers.read_annotations` with the format detected from the file, except that a MIDI
+    file is read as notes (pitches) for the piano and as drum hits for the drums."""
+    midi = Path(path).suffix.lower() in (".mid", ".midi")
+    return read_annotations(path, "midi-notes" if midi and task == "piano" else None)
+
+
+def transcribe_folder(
     transcriber: DrumTranscriber,
     pairs: Sequence[tuple[PathLike, PathLike]],
     log: Callable[[str], None] = print,
-) -> tuple[Evaluation | None, list[FileFailure]]:
-    """Scores a model on audio files with annotation files, each read in any supported format.
+) -> tuple[SetTranscription | None, list[FileFailure]]:
+    """Runs a model on audio files with annotation files, each read in any supported format.
 
     A file that cannot be used is reported (`log`, and in the failures) and left out.
     """
     references, estimates, names, failures = [], [], [], []
     for audio_path, annotation_path in pairs:
         try:
-            events = read_annotations(annotation_path)
+            events = read_task_annotations(annotation_path, transcriber.task)
             transcription = transcriber.transcribe(audio_path)
         except (AudioError, AnnotationError, OSError) as error:
             failures.append(FileFailure(os.fspath(audio_path), str(error)))
@@ -1135,20 +1217,36 @@ def evaluate_folder(
         names.append(os.fspath(audio_path))
     if not names:
         return None, failures
-    return evaluate_onsets(references, estimates, transcriber.classes, file_names=names), failures
+    return SetTranscription(names, references, estimates), failures
+
+
+def evaluate_folder(
+    transcriber: DrumTranscriber,
+    pairs: Sequence[tuple[PathLike, PathLike]],
+    log: Callable[[str], None] = print,
+) -> tuple[Evaluation | None, list[FileFailure]]:
+    """Scores a model on audio files with annotation files (see `transcribe_folder`)."""
+    result, failures = transcribe_folder(transcriber, pairs, log)
+    return (None if result is None else result.evaluate(transcriber.classes)), failures
 
 
 # ---------------------------------------------------------------------------------------------
 # Output files.
 
 
-def write_csv(path: PathLike, times: Sequence[np.ndarray], classes: Sequence[str]) -> None:
-    """`time,class` rows sorted by time (then class order), times in seconds."""
+def write_csv(
+    path: PathLike,
+    times: Sequence[np.ndarray],
+    classes: Sequence[str],
+    header: tuple[str, str] = ("time", "class"),
+) -> None:
+    """`time,class` rows (or `header`, e.g. `onset,pitch`) sorted by time (then class order),
+    times in seconds."""
     rows = sorted((float(t), c, name) for c, name in enumerate(classes) for t in times[c])
     temporary = f"{os.fspath(path)}.tmp-{os.getpid()}"
     with open(temporary, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(["time", "class"])
+        writer.writerow(header)
         for t, _, name in rows:
             writer.writerow([f"{t:.6f}", name])
     os.replace(temporary, path)  # a reader never sees half a file
@@ -1158,11 +1256,12 @@ def write_midi(
     path: PathLike,
     times: Sequence[np.ndarray],
     classes: Sequence[str],
-    notes: dict[str, int] = GM_DRUM_NOTES,
+    notes: dict[str, int] | None = GM_DRUM_NOTES,
     duration: float = 0.05,
     velocity: int = 100,
 ) -> None:
-    """A General MIDI drum track (channel 10) with one note per hit (KD 36, SD 38, HH 42).
+    """A General MIDI drum track (channel 10) with one note per hit (KD 36, SD 38, HH 42);
+    with `notes=None`, a piano track (program 0) whose classes are MIDI pitches.
 
     A note lasts `duration` seconds, or until the next hit of the same note. Hits before 0 s
     (a negative offset on a hit at the very start) are placed at 0 s.
@@ -1171,7 +1270,11 @@ def write_midi(
 
     # 9600 ticks per beat at 120 BPM: times within 0.03 ms (the default 220 rounds to 2.3 ms).
     midi = pretty_midi.PrettyMIDI(resolution=9600, initial_tempo=120.0)
-    drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
+    if notes is None:
+        notes = {name: int(name) for name in classes}
+        drums = pretty_midi.Instrument(program=0, is_drum=False, name="piano")
+    else:
+        drums = pretty_midi.Instrument(program=0, is_drum=True, name="drums")
     for c, name in enumerate(classes):
         starts = np.maximum(np.sort(np.asarray(times[c], dtype=np.float64)), 0.0)
         for i, start in enumerate(starts):

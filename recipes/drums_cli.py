@@ -36,6 +36,10 @@ _HELP = {
     "supervised twin (frame-wise cross-entropy on onset frames).",
     "per_instrument": "One 1-class network per class (the paper's choice; 3x the compute) "
     "instead of one 3-class network.",
+    "band_size": "Classes per network: one network per band of this many consecutive "
+    "classes (the paper's piano bands of 10 pitches); 0 for one network for all.",
+    "decoding_band_size": "Classes per shared decoding (threshold, spacing, offset tuned on "
+    "their events together); 0 tunes each class alone.",
     "k_max": "Last count bin of the loss (eq. 14).",
     "prior_zero_mass": "Omega of the eq. 15 output bias: initial Pr(count = 0).",
     "sequence_length": "T: frames per padded training segment (and of eq. 15).",
@@ -61,6 +65,10 @@ _HELP = {
     "--batch-size is the global batch.",
     "mixed_precision": "Keras dtype policy of the network; the loss is computed in float32.",
 }
+
+
+_FIXED = {"task"}
+"""Config fields that are not options: the command sets them."""
 
 
 def _split(value: str, kind: type) -> tuple:
@@ -89,13 +97,22 @@ def _cpu_devices(ctx, param, value):
     return value
 
 
-def _config_options(command):
+def config_options(defaults: DrumTrainConfig):
+    """A decorator: one option per `DrumTrainConfig` field (but `task`), named after it, with
+    its value in `defaults` as the default."""
+    return lambda command: _config_options(command, defaults)
+
+
+def _config_options(command, defaults: DrumTrainConfig | None = None):
     """One option per `DrumTrainConfig` field, named after it, with its default."""
+    defaults = defaults or DrumTrainConfig()
     hints = typing.get_type_hints(DrumTrainConfig)
     for field in reversed(dataclasses.fields(DrumTrainConfig)):
+        if field.name in _FIXED:
+            continue
         name = field.name.replace("_", "-")
         hint = hints[field.name]
-        default = field.default
+        default = getattr(defaults, field.name)
         help_text = _HELP[field.name]
         if hint is bool:
             option = click.option(
@@ -137,10 +154,14 @@ def _config_options(command):
     )(command)
 
 
-def _config(options: dict) -> DrumTrainConfig:
-    values = {f.name: options.pop(f.name) for f in dataclasses.fields(DrumTrainConfig)}
+def _config(options: dict, **fixed) -> DrumTrainConfig:
+    values = {
+        f.name: options.pop(f.name)
+        for f in dataclasses.fields(DrumTrainConfig)
+        if f.name not in _FIXED
+    }
     try:
-        return DrumTrainConfig(**values)
+        return DrumTrainConfig(**values, **fixed)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 
@@ -193,6 +214,64 @@ def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> No
         _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
     elif evaluate:
         click.echo(f"\nNo drums-test-* sets in {config.data} to score the model on.")
+    click.echo(f"\nModel: {result.out / drums.MODEL_FILE} (+ {drums.MODEL_JSON})")
+
+
+def _piano_defaults():
+    from loco_tf.recipes.piano import piano_config
+
+    return piano_config()
+
+
+@train.command("piano")
+@config_options(_piano_defaults())
+@click.option(
+    "--full",
+    is_flag=True,
+    help="The paper's §7.1 configuration (for a GPU): one network per band of 10 pitches, "
+    "each 2x the drum network (filters 16-32, LSTM 48, dense 32), extract stacking 0.25. "
+    "Options given explicitly still win.",
+)
+@overwrite_option
+@click.option(
+    "--evaluate/--no-evaluate",
+    default=True,
+    show_default=True,
+    help="Score the model on the piano-test-* sets of --data after training.",
+)
+@progress_option
+@click.pass_context
+def train_piano(ctx, full: bool, overwrite: bool, evaluate: bool, progress: str, **options):
+    """Train the piano onset network (88 keys, paper §7) from counts per pitch.
+
+    Data: `loco prepare piano --out DATA`. The default configuration is one network for all
+    88 keys, sized for a CPU; --full trains the paper's nine band networks. Rerunning the same
+    command resumes. Writes OUT/model.keras and OUT/model.json.
+    """
+    from loco_tf.recipes import drums
+    from loco_tf.recipes.piano import FULL, band_table
+
+    if full:
+        for name, value in FULL.items():
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+                options[name] = value
+    config = _config(options, task="piano")
+    result = _run_training(config, overwrite, PROGRESS[progress])
+    click.echo("")
+    click.echo(f"Decoding tuned on {config.validation_set} (per band of 10 pitches):")
+    click.echo(
+        drums.tuning_table(
+            result.tunings[:: config.decoding_band_size or 1],
+            config.classes[:: config.decoding_band_size or 1],
+        )
+    )
+    click.echo("")
+    click.echo(f"Validation ({config.validation_set}, whole files), onsets per band at 50 ms:")
+    click.echo(band_table(result.validation))
+    if evaluate and drums.evaluation_sets(config.data, prefix="piano-test-"):
+        _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
+    elif evaluate:
+        click.echo(f"\nNo piano-test-* sets in {config.data} to score the model on.")
     click.echo(f"\nModel: {result.out / drums.MODEL_FILE} (+ {drums.MODEL_JSON})")
 
 
@@ -251,21 +330,56 @@ MODEL_OPTION = click.option(
 """`--model`, for the commands that run a drum model (default: the shipped one)."""
 
 
-def _load(model_path) -> typing.Any:
-    from loco_tf.recipes import drums
+def _load(model_path, task: str | None = None) -> typing.Any:
+    """The model at `model_path`, or the shipped model of `task` (drums by default); a model
+    of another task than `task` is an error."""
+    from loco_tf.recipes import drums, piano
 
     if model_path is None:
-        model_path = drums.shipped_model()
+        task = task or "drums"
+        recipe = piano if task == "piano" else drums
+        model_path = recipe.shipped_model()
         if model_path is None:
             raise click.ClickException(
-                f"no --model given and no drum model shipped in {drums.SHIPPED_MODELS}. Train "
-                "one: `loco prepare drums --out data && loco train drums --data data --out "
-                "runs/drums`, then pass --model runs/drums"
+                f"no --model given and no {task} model shipped in {recipe.SHIPPED_MODELS}. "
+                f"Train one: `loco prepare {task} --out data && loco train {task} --data data "
+                f"--out runs/{task}`, then pass --model runs/{task}"
             )
     try:
-        return drums.DrumTranscriber.load(model_path)
+        transcriber = drums.DrumTranscriber.load(model_path)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
+    if task is not None and transcriber.task != task:
+        raise click.ClickException(
+            f"{model_path} is a {transcriber.task} model; --task {task} needs a {task} model"
+        )
+    return transcriber
+
+
+def _print_evaluation(transcriber, result, title: str) -> tuple[typing.Any, dict]:
+    """Prints a set's scores (drums: the onset table; piano: note scores per piece, per band
+    and the overall onset rows); returns the onset `Evaluation` and JSON-ready scores."""
+    from loco_tf.metrics import ALL
+
+    evaluation = result.evaluate(transcriber.classes)
+    click.echo("")
+    if transcriber.task != "piano":
+        click.echo(evaluation.table(title))
+        return evaluation, evaluation.to_dict()
+    from loco_tf.recipes import piano
+
+    notes = piano.evaluate_notes(
+        result.references, result.estimates, transcriber.classes, result.names
+    )
+    click.echo(notes.table(title))
+    click.echo(
+        "\nOnsets per band of 10 pitches at 50 ms (micro; timing: mean estimate - reference)"
+    )
+    click.echo(piano.band_table(evaluation))
+    click.echo("")
+    lines = evaluation.table().splitlines()
+    click.echo("\n".join(lines[:3] + [line for line in lines[3:] if f" {ALL} " in line]))
+    return evaluation, {"notes": notes.to_dict(), "onsets": evaluation.to_dict()}
 
 
 def _evaluate_sets(
@@ -276,8 +390,13 @@ def _evaluate_sets(
     from loco_tf.pipelines.tfrecords import read_manifest
     from loco_tf.recipes import drums
 
+    transcribers = [_load(model_path) for model_path in models]
+    tasks = {t.task for t in transcribers}
+    if len(tasks) > 1:
+        raise click.ClickException(f"the models are of different tasks: {sorted(tasks)}")
+    task = tasks.pop()
     data = os.fspath(data)
-    found = drums.evaluation_sets(data, sets)
+    found = drums.evaluation_sets(data, sets, prefix=f"{task}-test-")
     folder = not found and Path(data).is_dir() and not sets
     if folder:
         has_manifests = any(Path(data).glob("*.manifest.json"))
@@ -286,7 +405,7 @@ def _evaluate_sets(
                 p.name[: -len(".manifest.json")] for p in Path(data).glob("*.manifest.json")
             )
             raise click.ClickException(
-                f"no drums-test-* set in {data}; choose with --set among: {', '.join(names)}"
+                f"no {task}-test-* set in {data}; choose with --set among: {', '.join(names)}"
             )
         try:
             pairs, audio_without, annotations_without = pair_audio_with_annotations(data)
@@ -298,9 +417,8 @@ def _evaluate_sets(
         raise click.ClickException(
             f"{data}: neither a folder (of sets, or of audio and annotations) nor a .manifest.json"
         )
-    results, failed = {}, 0
-    for model_path in models:
-        transcriber = _load(model_path)
+    results, scores, failed = {}, {}, 0
+    for model_path, transcriber in zip(models, transcribers, strict=True):
         label = os.fspath(model_path)
         if folder and known_counts:
             raise click.ClickException("--known-counts works on prepared sets, not folders")
@@ -309,36 +427,34 @@ def _evaluate_sets(
                 _log(f"error: {path}: no annotation file found for it")
             for path in annotations_without:
                 _log(f"warning: {path}: annotation without audio, ignored")
-            evaluation, failures = drums.evaluate_folder(transcriber, pairs, log=_log)
+            result, failures = drums.transcribe_folder(transcriber, pairs, log=_log)
             failed = max(failed, len(failures) + len(audio_without))
-            evaluations = {} if evaluation is None else {Path(data).name: evaluation}
+            transcriptions = {} if result is None else {Path(data).name: result}
         else:
-            evaluations = {}
+            transcriptions = {}
             for name, path in found:
                 try:
                     manifest = read_manifest(path)
                 except (OSError, ValueError) as error:
                     raise click.ClickException(f"cannot read the set {name}: {error}") from None
-                evaluations[name] = drums.evaluate_set(
+                transcriptions[name] = drums.transcribe_set(
                     transcriber,
                     manifest,
                     decoding_offsets=not raw_timing,
                     known_counts=known_counts,
                 )
-        for name, evaluation in evaluations.items():
-            click.echo("")
-            click.echo(evaluation.table(f"{label} on {name}"))
-        results[label] = evaluations
+        results[label], scores[label] = {}, {}
+        for name, result in transcriptions.items():
+            title = f"{label} on {name}"
+            results[label][name], scores[label][name] = _print_evaluation(
+                transcriber, result, title
+            )
     if len(models) > 1:
         click.echo("")
-        click.echo(_comparison(results, transcriber.classes))
+        click.echo(_comparison(results, [] if task == "piano" else transcriber.classes))
     if json_path is not None:
-        content = {
-            model: {name: e.to_dict() for name, e in evaluations.items()}
-            for model, evaluations in results.items()
-        }
         with open(json_path, "w", encoding="utf-8") as file:
-            json.dump(content, file, indent=2)
+            json.dump(scores, file, indent=2)
         click.echo(f"\nScores: {json_path}")
     if failed:
         raise click.ClickException(f"{failed} file(s) could not be evaluated (listed above)")
@@ -405,19 +521,37 @@ def evaluate(models, data, sets, json_path, raw_timing, known_counts) -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Folder for one NAME.csv (time,class) and one NAME.mid per audio file.",
+    help="Folder for one NAME.csv (drums: time,class; piano: onset,pitch) and one NAME.mid "
+    "per audio file.",
 )
-@MODEL_OPTION
-def predict(audio, out, model_path) -> None:
-    """Transcribe drum hits (KD, SD, HH) in AUDIO files to CSV and General MIDI.
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True),
+    default=None,
+    help="A trained model folder (model.keras + model.json) [default: the model shipped in "
+    "saved_models/drums, or saved_models/piano with --task piano].",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["drums", "piano"]),
+    default=None,
+    help="drums: KD, SD, HH hits; piano: note onsets of the 88 keys. [default: the task of "
+    "--model, else drums]",
+)
+def predict(audio, out, model_path, task) -> None:
+    """Transcribe drum hits (KD, SD, HH) or piano note onsets in AUDIO files to CSV and MIDI.
 
-    Each file is processed whole, in bounded memory, however long. The MIDI file has the hits
-    on channel 10: kick 36, snare 38, closed hi-hat 42.
+    Each file is processed whole, in bounded memory, however long. Drums: the MIDI file has
+    the hits on channel 10 (kick 36, snare 38, closed hi-hat 42). Piano (--task piano): one
+    note per onset on a piano track (program 0), 0.25 s long.
     """
     from loco_tf.pipelines.audio import AudioError
     from loco_tf.recipes import drums
+    from loco_tf.recipes.piano import NOTE_SECONDS
 
-    transcriber = _load(model_path)
+    transcriber = _load(model_path, task)
+    is_piano = transcriber.task == "piano"
     os.makedirs(out, exist_ok=True)
     failures = 0
     for path, stem in zip(audio, drums.output_stems(audio), strict=True):
@@ -429,18 +563,27 @@ def predict(audio, out, model_path) -> None:
             continue
         csv_path = os.path.join(out, f"{stem}.csv")
         midi_path = os.path.join(out, f"{stem}.mid")
+        times, classes = transcription.times, transcriber.classes
         try:
-            drums.write_csv(csv_path, transcription.times, transcriber.classes)
-            drums.write_midi(midi_path, transcription.times, transcriber.classes)
+            if is_piano:
+                drums.write_csv(csv_path, times, classes, header=("onset", "pitch"))
+                drums.write_midi(midi_path, times, classes, notes=None, duration=NOTE_SECONDS)
+            else:
+                drums.write_csv(csv_path, times, classes)
+                drums.write_midi(midi_path, times, classes)
         except OSError as error:
             raise click.ClickException(f"cannot write to {out}: {error}") from None
-        counts = ", ".join(
-            f"{name} {len(t)}"
-            for name, t in zip(transcriber.classes, transcription.times, strict=True)
-        )
         seconds = len(transcription.probabilities) / transcriber.feature_config.frame_rate
-        note = "" if any(len(t) for t in transcription.times) else " (no hits found)"
-        click.echo(f"{path}: {seconds:.1f} s, hits {counts}{note} -> {csv_path}, {midi_path}")
+        if is_piano:
+            found = sum(len(t) for t in times)
+            counts = f"{found} note onsets of {sum(1 for t in times if len(t))} pitches"
+        else:
+            found = sum(len(t) for t in times)
+            counts = "hits " + ", ".join(
+                f"{name} {len(t)}" for name, t in zip(classes, times, strict=True)
+            )
+        note = "" if found else " (nothing found)"
+        click.echo(f"{path}: {seconds:.1f} s, {counts}{note} -> {csv_path}, {midi_path}")
     if failures:
         raise click.ClickException(f"{failures} of {len(audio)} file(s) failed (listed above)")
 
@@ -470,28 +613,31 @@ def predict(audio, out, model_path) -> None:
 )
 @click.option(
     "--task",
-    type=click.Choice(["drums", "digits"]),
+    type=click.Choice(["drums", "piano", "digits"]),
     default="drums",
     show_default=True,
-    help="drums: AUDIO with this command's options; digits: canvases of a prepared digit set "
-    "with their detections (its own options: `loco plot --task digits --help`).",
+    help="drums: p(t) per class of AUDIO; piano: a piano roll of p(t) of AUDIO (with the "
+    "shipped piano model unless --model); digits: canvases of a prepared digit set with "
+    "their detections (its own options: `loco plot --task digits --help`).",
 )
 def plot(audio, model_path, out, annotation, start, duration, task) -> None:
     """Plot the spectrogram of AUDIO, p(t) per class, and the true and predicted hits.
 
-    With `--task digits`: test canvases with the digits found on them (the paper's Fig. 2).
+    With `--task piano`: the spectrogram and a piano roll of p(t) with true and predicted
+    note onsets. With `--task digits`: test canvases with the digits found on them (the
+    paper's Fig. 2).
     """
     import numpy as np
 
     from loco_tf.pipelines.audio import AudioError
-    from loco_tf.pipelines.readers import AnnotationError, read_annotations
+    from loco_tf.pipelines.readers import AnnotationError
     from loco_tf.recipes import drums
 
-    transcriber = _load(model_path)
+    transcriber = _load(model_path, task if model_path is None or task == "piano" else None)
     references = None
     if annotation is not None:
         try:
-            events = read_annotations(annotation)
+            events = drums.read_task_annotations(annotation, transcriber.task)
         except AnnotationError as error:
             raise click.ClickException(str(error)) from None
         references = [
@@ -503,15 +649,27 @@ def plot(audio, model_path, out, annotation, start, duration, task) -> None:
     except AudioError as error:
         raise click.ClickException(str(error)) from None
     try:
-        drums.plot_transcription(
-            transcription,
-            transcriber.classes,
-            transcriber.feature_config,
-            transcriber.decoding,
-            out,
-            references,
-            span,
-        )
+        if transcriber.task == "piano":
+            from loco_tf.recipes.piano import plot_piano_roll
+
+            plot_piano_roll(
+                transcription,
+                transcriber.classes,
+                transcriber.feature_config,
+                out,
+                references,
+                span,
+            )
+        else:
+            drums.plot_transcription(
+                transcription,
+                transcriber.classes,
+                transcriber.feature_config,
+                transcriber.decoding,
+                out,
+                references,
+                span,
+            )
     except OSError as error:
         raise click.ClickException(f"cannot write {out}: {error}") from None
     click.echo(f"{audio}: figure written to {out}", file=sys.stdout)

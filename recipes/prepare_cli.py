@@ -336,7 +336,15 @@ def drums(
     show_default=True,
     callback=_kits,
     help="Piano sounds (General MIDI program 0 of each SoundFont): the first renders train "
-    "and validation, every one the test split (piano-test-KIT).",
+    "and validation unless --train-kits is given, every one the test split (piano-test-KIT).",
+)
+@click.option(
+    "--train-kits",
+    default="",
+    callback=_kits,
+    help="Piano sounds that take turns rendering the train and validation files (one per "
+    "file), e.g. 'fluidr3,timgm6mb'. blackpearl and redzeppelin have drums only. "
+    "[default: the first of --kits]",
 )
 @click.option(
     "--max-files",
@@ -355,7 +363,9 @@ def drums(
 )
 @_window_options
 @_common_options
-def piano(data_dir, kits, max_files, stretch_factors, train_hop, min_crop, eval_hop, **options):
+def piano(
+    data_dir, kits, train_kits, max_files, stretch_factors, train_hop, min_crop, eval_hop, **options
+):
     """Piano data: ASAP performances rendered with piano SoundFonts, split by piece.
 
     Labels are note onsets of the 88 keys (MIDI pitches 21..108), shifted by the piano's render
@@ -372,6 +382,7 @@ def piano(data_dir, kits, max_files, stretch_factors, train_hop, min_crop, eval_
         options["out"],
         data_dir,
         kits,
+        train_kits=train_kits or None,
         max_files=max_files,
         train_windows=train_windows,
         eval_windows=eval_windows,
