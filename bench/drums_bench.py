@@ -114,6 +114,22 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
     return {name: audio_seconds / seconds for name, seconds in times.items()}
 
 
+def network_macs_per_second(config: DrumTrainConfig, features: FeatureConfig) -> float:
+    """Multiply-accumulates of the network per second of audio, counted from its layers:
+    what any implementation must compute, to set the measured speed against."""
+    bins, channels, macs = features.n_mels, 2, 0
+    k_time, k_freq = 3, 4
+    for index, filters in enumerate(config.filters):
+        macs += bins * filters * channels * k_time * k_freq
+        channels = filters
+        if index in (1, 3, 5):
+            bins //= 2
+    inputs = bins * channels
+    macs += 4 * config.lstm_units * (inputs + config.lstm_units)
+    macs += config.lstm_units * config.dense_units + config.dense_units * CLASSES
+    return macs * features.frame_rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
@@ -133,6 +149,13 @@ def main() -> None:
     for name, ratio in speed.items():
         print(f"  {name:<40} {ratio:12.0f}")
     print("  (target >= 500 x end to end)")
+    macs = network_macs_per_second(DrumTrainConfig(), FeatureConfig())
+    network = speed["network (chunked causal pass)"]
+    print(
+        f"  the network computes {macs / 1e6:.0f} M multiply-adds per audio second: at "
+        f"{network:.0f} x real time that is {2 * macs * network / 1e9:.1f} GFLOP/s; 500 x "
+        f"would need {2 * macs * 500 / 1e9:.0f} GFLOP/s for the network alone"
+    )
     print(
         json.dumps(
             {
@@ -140,6 +163,7 @@ def main() -> None:
                 "train_step_ms": {k: round(1000 * v, 2) for k, v in steps.items()},
                 "loco_over_twin": round(loco / twin, 4),
                 "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
+                "network_macs_per_audio_second": round(macs),
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }

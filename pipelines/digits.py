@@ -52,10 +52,10 @@ import numpy as np
 import tensorflow as tf
 
 from loco_tf.pipelines.tfrecords import (
-    _remove_stale_temporaries,
-    _sync,
     manifest_path,
+    remove_stale_temporaries,
     shard_file_name,
+    sync_file,
     write_json_atomically,
 )
 
@@ -366,7 +366,7 @@ def write_digit_set(
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     name = digit_set.name
-    _remove_stale_temporaries(out_dir, name)
+    remove_stale_temporaries(out_dir, name)
     blocks = _shard_blocks(digit_set.canvases, config.canvases_per_shard)
     shards = []
     for number, block in enumerate(blocks):
@@ -384,7 +384,7 @@ def write_digit_set(
                     writer.write(serialize_canvas(canvas, index))
             if writer is not None:
                 writer.close()
-                _sync(temporary)
+                sync_file(temporary)
                 os.replace(temporary, path)
         except BaseException:
             if not done and os.path.exists(temporary):

@@ -227,7 +227,7 @@ def serialize_example(example: SegmentExample) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
-def _sync(path: str) -> None:
+def sync_file(path: str) -> None:
     """Forces a file's data to disk before its rename, so that the rename cannot outlive its
     data in a power cut (a kill -9 is safe without it: the page cache survives the process)."""
     descriptor = os.open(path, os.O_RDONLY)
@@ -247,7 +247,7 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-def _remove_stale_temporaries(out_dir: str, name: str) -> None:
+def remove_stale_temporaries(out_dir: str, name: str) -> None:
     """Deletes temporary files of `name` left by processes that no longer run (a crash)."""
     pattern = re.compile(
         re.escape(name) + r"(-\d{5}-of-\d{5}\.tfrecord(\.gz)?|\.manifest\.json)"
@@ -305,7 +305,7 @@ def write_shards(
         raise ValueError(f"num_shards must be at least 1, got {num_shards}")
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    _remove_stale_temporaries(out_dir, name)
+    remove_stale_temporaries(out_dir, name)
     num_classes = len(class_names)
     names = [shard_file_name(name, i, num_shards, compression) for i in range(num_shards)]
     paths = [os.path.join(out_dir, file) for file in names]
@@ -343,7 +343,7 @@ def write_shards(
         for writer in writers.values():
             writer.close()
         for index in writers:
-            _sync(temporary[index])
+            sync_file(temporary[index])
             os.replace(temporary[index], paths[index])
     except BaseException:
         for index, writer in writers.items():
@@ -437,7 +437,7 @@ def write_json_atomically(path: str, content: dict[str, Any]) -> None:
         with open(temporary, "w", encoding="utf-8") as file:
             json.dump(content, file, indent=2)
             file.write("\n")
-        _sync(temporary)
+        sync_file(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

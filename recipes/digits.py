@@ -67,7 +67,7 @@ from loco_tf.pipelines.digits import (
     read_digit_manifest,
     training_dataset,
 )
-from loco_tf.recipes.drums import count_error, fit_resumably
+from loco_tf.recipes.drums import count_error, fit_resumably, prepare_run_folder
 
 PathLike = str | os.PathLike
 
@@ -78,10 +78,7 @@ MODEL_JSON = "model.json"
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "saved_models" / "digits"
 DIGIT_HEIGHT = 28
 
-_RUN_CONFIG = "train-config.json"
-_FIT_DONE = "fit-complete.json"
-_HISTORY = "history.csv"
-_BEST = "best.keras"
+_BEST = "best.keras"  # the file names of the run folder are `drums.prepare_run_folder`'s
 _BACKUP = "backup"
 # A run may be resumed with these changed: e.g. more or fewer epochs than first planned.
 _RESUMABLE_CHANGES = {"out", "epochs", "patience", "validation_steps", "tensorboard"}
@@ -491,33 +488,6 @@ class _EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = time.perf_counter() - self.start
 
 
-def _prepare_out(config: DigitTrainConfig, overwrite: bool) -> Path:
-    """The run folder; a folder holding a run with other settings is refused."""
-    out = Path(config.out)
-    run_config = out / _RUN_CONFIG
-    if overwrite and out.is_dir():
-        for name in (_RUN_CONFIG, _FIT_DONE, _HISTORY, _BEST, MODEL_FILE, MODEL_JSON):
-            (out / name).unlink(missing_ok=True)
-        for name in (_BACKUP, "logs"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    current = config.to_dict()
-    if run_config.is_file():
-        with open(run_config, encoding="utf-8") as file:
-            previous = json.load(file)
-        changed = sorted(
-            k for k in current if k not in _RESUMABLE_CHANGES and previous.get(k) != current[k]
-        )
-        if changed:
-            raise ValueError(
-                f"{out} holds a run with other settings ({', '.join(changed)}); use another "
-                "--out, or --overwrite to start it again"
-            )
-    with open(run_config, "w", encoding="utf-8") as file:
-        json.dump(current, file, indent=2)
-    return out
-
-
 @dataclasses.dataclass
 class TrainResult:
     """A finished run: the output folder, `model.json`'s contents, the per-epoch history."""
@@ -559,7 +529,9 @@ def train(
     most = max(train_manifest.digits[1], validation_manifest.digits[1])
     if most > config.k_max:
         log(f"warning: canvases hold up to {most} digits, above k_max={config.k_max} (eq. 14)")
-    out = _prepare_out(config, overwrite)
+    out = prepare_run_folder(
+        config.out, config.to_dict(), DigitTrainConfig().to_dict(), _RESUMABLE_CHANGES, overwrite
+    )
     keras.utils.set_random_seed(config.seed)
     model = build_vgg_lstm(network, name="digits")
     model.compile(

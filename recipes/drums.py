@@ -807,8 +807,21 @@ def _read_history(path: Path) -> list[dict[str, float]]:
     return [rows[epoch] for epoch in sorted(rows)]
 
 
-def _prepare_out(config: DrumTrainConfig, overwrite: bool) -> Path:
-    out = Path(config.out)
+def prepare_run_folder(
+    out: PathLike,
+    settings: dict[str, Any],
+    defaults: dict[str, Any],
+    resumable: set[str],
+    overwrite: bool,
+) -> Path:
+    """The run folder of a recipe's training, shared by the drum, piano and digit recipes.
+
+    `settings` (a config's JSON-ready fields) are written to `train-config.json`. A folder
+    that holds a run with other settings is refused, except for the fields in `resumable`
+    (e.g. epochs); fields added since the run started take their `defaults`. `overwrite`
+    deletes a previous run's files first.
+    """
+    out = Path(out)
     run_config = out / _RUN_CONFIG
     if overwrite and out.is_dir():
         for name in (_RUN_CONFIG, _FIT_DONE, _HISTORY, _BEST, MODEL_FILE, MODEL_JSON):
@@ -818,21 +831,19 @@ def _prepare_out(config: DrumTrainConfig, overwrite: bool) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if run_config.is_file():
         with open(run_config, encoding="utf-8") as file:
-            # Fields added since the run started take their defaults; `_RESUMABLE_CHANGES` may
-            # change.
-            previous = {**DrumTrainConfig().to_dict(), **json.load(file)}
-        current = config.to_dict()
+            previous = {**defaults, **json.load(file)}
         changed = sorted(
-            k for k in current if k not in _RESUMABLE_CHANGES and previous.get(k) != current[k]
+            k for k in settings if k not in resumable and previous.get(k) != settings[k]
         )
         if changed:
             raise ValueError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use another "
                 "--out, or --overwrite to start it again"
             )
-    else:
-        with open(run_config, "w", encoding="utf-8") as file:
-            json.dump(config.to_dict(), file, indent=2)
+    temporary = run_config.with_name(f"{run_config.name}.tmp-{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8") as file:
+        json.dump(settings, file, indent=2)
+    os.replace(temporary, run_config)
     return out
 
 
@@ -968,7 +979,9 @@ def train(
     own = (
         config if chief else dataclasses.replace(config, out=str(worker_dir(config.out, strategy)))
     )
-    out = _prepare_out(own, overwrite)
+    out = prepare_run_folder(
+        own.out, own.to_dict(), DrumTrainConfig().to_dict(), _RESUMABLE_CHANGES, overwrite
+    )
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision), strategy.scope():
         model = build_drum_model(config, feature_config)

@@ -26,7 +26,7 @@ from loco_tf.recipes.digits_cli import TaskDispatch, evaluate_digits, plot_digit
 from loco_tf.recipes.drums import DrumTrainConfig
 
 _HELP = {
-    "data": "Folder of the sets written by `loco prepare drums`.",
+    "data": "Folder of the sets written by `loco prepare drums` (or `loco prepare piano`).",
     "out": "Output folder: model.keras, model.json, best.keras, backup/, history.csv, logs/.",
     "train_set": "Training set: a name in --data, or a .manifest.json path (e.g. fixed-length "
     "segments prepared with --min-crop 0).",

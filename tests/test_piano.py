@@ -11,6 +11,7 @@ import mir_eval
 import numpy as np
 import pretty_midi
 import pytest
+import soundfile
 from click.testing import CliRunner
 
 from loco_tf.events import tune_decoding
@@ -281,11 +282,15 @@ def test_predict_plot_and_evaluate_piano(tiny, tmp_path):
     wav = tiny["data"] / "audio" / "asap" / "timgm6mb-32000" / source["id"].replace(".mid", ".wav")
     assert wav.is_file()
     out = tmp_path / "out"
-    result = loco("predict", wav, tmp_path / "missing.wav", "--task", "piano",
+    silent, bad = tmp_path / "silent.wav", tmp_path / "bad.wav"
+    soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    bad.write_text("not audio")
+    result = loco("predict", tmp_path / "missing.wav", silent, bad, wav, "--task", "piano",
                   "--model", tiny["run"], "--out", out)  # fmt: skip
     assert result.exit_code == 1
-    assert "missing.wav" in result.output and "1 of 2 file(s) failed" in result.output
-    assert "Traceback" not in result.output
+    assert "missing.wav" in result.output and "3 of 4 file(s) failed" in result.output
+    assert "silent.wav: audio is digital silence" in result.output
+    assert "bad.wav" in result.output and "Traceback" not in result.output
     with open(out / "take.csv", newline="") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["onset", "pitch"]
