@@ -373,6 +373,16 @@ def piano(
     """
     from loco_tf.pipelines.prepare import PIANO_K_MAX, Augmentation, piano_sets
 
+    from loco_tf.pipelines.render import DRUM_ONLY_KITS
+
+    for option, chosen in (("--kits", kits), ("--train-kits", train_kits)):
+        drums_only = [kit for kit in chosen if kit in DRUM_ONLY_KITS]
+        if drums_only:
+            raise click.BadParameter(
+                f"{', '.join(drums_only)} ha{'ve' if len(drums_only) > 1 else 's'} drums only, "
+                "no piano; use fluidr3, timgm6mb, musescore, csound or a .sf2/.sf3 path",
+                param_hint=option,
+            )
     if _data_dir(data_dir) is None:
         raise click.ClickException("ASAP not found: pass --data-dir (the folder of metadata.csv)")
     train_windows, eval_windows = _windows(train_hop, min_crop, eval_hop)

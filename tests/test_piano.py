@@ -250,6 +250,13 @@ def tiny(tmp_path_factory):
             "test": test_manifest}  # fmt: skip
 
 
+def test_prepare_piano_refuses_a_drum_only_kit(tmp_path):
+    for option in ("--kits", "--train-kits"):
+        result = loco("prepare", "piano", option, "fluidr3,blackpearl", "--out", tmp_path)
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for {option}: blackpearl has drums only" in result.output
+
+
 def test_train_piano_full_trains_nine_band_networks_and_scores_the_test_set(tiny):
     description = json.loads((tiny["run"] / "model.json").read_text())
     assert description["task"] == "piano"
