@@ -372,7 +372,6 @@ def piano(
     latency; counts per pitch. The test split is rendered with every kit.
     """
     from loco_tf.pipelines.prepare import PIANO_K_MAX, Augmentation, piano_sets
-
     from loco_tf.pipelines.render import DRUM_ONLY_KITS
 
     for option, chosen in (("--kits", kits), ("--train-kits", train_kits)):
