@@ -15,9 +15,13 @@ snare (SD) and hi-hat (HH) from the TFRecord sets of `loco prepare drums`:
   label is small against the 20 ms tolerance, and the lower weight keeps the peak on the
   labelled frame.
 
+The piano recipe (`recipes.piano`) is this trainer, transcriber and decoder with 88 pitch
+classes (`task="piano"`, recorded in `model.json` so that `loco predict` knows what to write).
+
 Per-instrument models (`per_instrument=True`, the paper's choice: "three different models are
-trained to detect each drum type separately") are three 1-class ConvLSTMs inside one Keras
-model, trained together: their parameters are disjoint and the loss is a sum over classes, so
+trained to detect each drum type separately") and band models (`band_size=10`, the piano's
+bands of 10 pitches) are 1-class or 10-class ConvLSTMs side by side inside one Keras model,
+trained together: their parameters are disjoint and the loss is a sum over classes, so
 each gets exactly the gradient it would get alone, from the same batches. They cost three
 times the compute of the default, one network with three outputs, which was chosen by training
 speed: measured here (2 shared cores), a step of batch 32 took 0.55 s against 1.54 s, and after
