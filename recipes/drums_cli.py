@@ -128,10 +128,11 @@ def _config_options(command, defaults: DrumTrainConfig | None = None):
             )
         elif isinstance(default, tuple):
             kind = type(default[0])
+            shown = len(default) <= 8 or f"{len(default)} values, {default[0]} to {default[-1]}"
             option = click.option(
                 f"--{name}",
                 default=",".join(str(v) for v in default),
-                show_default=True,
+                show_default=shown,
                 callback=lambda ctx, param, value, kind=kind: _split(value, kind),
                 help=help_text,
             )
