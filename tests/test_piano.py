@@ -237,7 +237,8 @@ def tiny(tmp_path_factory):
     (asap / "metadata.csv").write_text(header + "".join(rows))
     data = root / "data"
     result = loco("prepare", "piano", "--data-dir", asap, "--kits", "timgm6mb", "--max-files",
-                  0, "--workers", 1, "--no-progress", "--out", data)  # fmt: skip
+                  0, "--workers", 1, "--no-progress", "--out", data,
+                  "--stretch-factors", "1.1")  # fmt: skip
     assert result.exit_code == 0, result.output
     run = root / "run"
     result = loco("train", "piano", "--full", "--data", data, "--out", run,
@@ -246,8 +247,9 @@ def tiny(tmp_path_factory):
                   "--progress", "none")  # fmt: skip
     assert result.exit_code == 0, result.output
     test_manifest = json.loads((data / "piano-test-timgm6mb.manifest.json").read_text())
-    return {"data": data, "run": run, "asap": asap, "notes": notes, "train": result.output,
-            "test": test_manifest}  # fmt: skip
+    train_manifest = json.loads((data / "piano-train.manifest.json").read_text())
+    return {"data": data, "run": run, "asap": asap, "notes": notes, "output": result.output,
+            "test": test_manifest, "train": train_manifest}  # fmt: skip
 
 
 def test_prepare_piano_refuses_a_drum_only_kit(tmp_path):
@@ -272,7 +274,7 @@ def test_train_piano_full_trains_nine_band_networks_and_scores_the_test_set(tiny
     decoding = [description["decoding"][str(p)] for p in range(21, 109)]
     for start in range(0, 88, 10):
         assert all(d == decoding[start] for d in decoding[start : start + 10])
-    output = tiny["train"]
+    output = tiny["output"]
     assert "mean over pieces" in output and "A0-F#1" in output
     # The test set's reference notes are the notes of its pieces' MIDI files.
     (source,) = [s["id"] for shard in tiny["test"]["shards"] for s in shard["sources"]]
@@ -282,6 +284,13 @@ def test_train_piano_full_trains_nine_band_networks_and_scores_the_test_set(tiny
     (sets,) = scores.values()
     assert set(sets) == {"piano-test-timgm6mb"}
     assert sets["piano-test-timgm6mb"]["notes"]["reference"] == len(tiny["notes"][folder])
+
+
+def test_time_stretched_copies_of_every_training_performance(tiny):
+    ids = [s["id"] for shard in tiny["train"]["shards"] for s in shard["sources"]]
+    originals = [i for i in ids if "@" not in i]
+    assert len(originals) == 8  # 8 of the 10 pieces are in the training split
+    assert sorted(i for i in ids if "@" in i) == sorted(f"{i}@stretch=1.1" for i in originals)
 
 
 def test_predict_plot_and_evaluate_piano(tiny, tmp_path):
