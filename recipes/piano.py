@@ -150,17 +150,17 @@ class NoteScores:
     def table(self, title: str = "") -> str:
         lines = [title] if title else []
         lines.append(
-            f"{'piece':<44} {'P':>6} {'R':>6} {'F1':>6}   "
+            f"{'piece':<48} {'P':>6} {'R':>6} {'F1':>6}   "
             "(mir_eval.transcription, onsets only, 50 ms)"
         )
         for name, (p, r, f) in zip(self.pieces, self.per_piece, strict=True):
-            lines.append(f"{name[-44:]:<44} {100 * p:6.1f} {100 * r:6.1f} {100 * f:6.1f}")
+            lines.append(f"{name[-48:]:<48} {100 * p:6.1f} {100 * r:6.1f} {100 * f:6.1f}")
         lines.append(
-            f"{'mean over pieces':<44} {100 * self.precision:6.1f} {100 * self.recall:6.1f} "
+            f"{'mean over pieces':<48} {100 * self.precision:6.1f} {100 * self.recall:6.1f} "
             f"{100 * self.f1:6.1f}"
         )
         lines.append(
-            f"{'micro (notes summed)':<44} {100 * self.micro_precision:6.1f} "
+            f"{'micro (notes summed)':<48} {100 * self.micro_precision:6.1f} "
             f"{100 * self.micro_recall:6.1f} {100 * self.micro_f1:6.1f}   "
             f"({self.matched} of {self.reference} notes found, {self.estimate} detections)"
         )
@@ -275,16 +275,27 @@ def plot_piano_roll(
     top.set_title(f"{Path(transcription.path).name}: log-mel spectrogram")
     low, high = classes[0] - 0.5, classes[-1] + 0.5
     if shown.any():
+        # p(t) peaks are one 3.75 ms frame wide: pool by max to at most ~1000 columns, so that
+        # no peak falls between the pixels of the image.
         step = 1.0 / feature_config.frame_rate
         t_shown = times[shown]
+        block = max(1, math.ceil(len(t_shown) / 1000))
+        pooled = p[shown]
+        pad = (-len(pooled)) % block
+        pooled = np.pad(pooled, [(0, pad), (0, 0)]).reshape(-1, block, pooled.shape[1]).max(1)
         roll.imshow(
-            p[shown].T,
+            pooled.T,
             origin="lower",
             aspect="auto",
             cmap="Greys",
             vmin=0.0,
             vmax=1.0,
-            extent=[t_shown[0] - step / 2, t_shown[-1] + step / 2, low, high],
+            extent=[
+                t_shown[0] - step / 2,
+                t_shown[0] + (len(pooled) * block - 0.5) * step,
+                low,
+                high,
+            ],
             interpolation="nearest",
         )
     if references is not None:
