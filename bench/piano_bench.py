@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
-import time
 
 import keras
 import numpy as np
 import soundfile
+from drums_bench import interleaved  # bench/ is on sys.path when this script runs
 
 from loco_tf import LocoLoss
 from loco_tf.events import DecodingParameters
@@ -37,19 +36,6 @@ from loco_tf.recipes.drums import DrumTrainConfig, DrumTranscriber, build_drum_m
 from loco_tf.recipes.piano import piano_config
 
 BATCH, FRAMES = 32, 400
-
-
-def interleaved(functions: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per call, the functions called in turn after one warm-up call each."""
-    for function in functions.values():
-        function()
-    samples = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            function()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def training_steps(repeats: int) -> tuple[dict[str, float], dict[str, int]]:

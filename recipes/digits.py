@@ -67,7 +67,12 @@ from loco_tf.pipelines.digits import (
     read_digit_manifest,
     training_dataset,
 )
-from loco_tf.recipes.drums import count_error, fit_resumably, prepare_run_folder
+from loco_tf.recipes.drums import (
+    count_error,
+    fit_resumably,
+    newest_version,
+    prepare_run_folder,
+)
 
 PathLike = str | os.PathLike
 
@@ -375,14 +380,7 @@ class DigitDetector:
 
 def shipped_model() -> Path | None:
     """The newest model shipped in `saved_models/digits/<version>/`, or None."""
-    if not SHIPPED_MODELS.is_dir():
-        return None
-    versions = [
-        p
-        for p in SHIPPED_MODELS.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
-    ]
-    return max(versions, key=lambda p: int(p.name)) if versions else None
+    return newest_version(SHIPPED_MODELS, MODEL_FILE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -245,11 +245,16 @@ def conv_lstm_config(config: DrumTrainConfig, feature_config: FeatureConfig, cla
     )
 
 
+def consecutive_ranges(count: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of `size` consecutive indices covering `range(count)`; the last
+    may be shorter."""
+    return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
 def class_bands(config: DrumTrainConfig) -> list[tuple[int, int]]:
     """The [start, stop) class ranges of the run's networks, in output order."""
     size = 1 if config.per_instrument else config.band_size or len(config.classes)
-    count = len(config.classes)
-    return [(start, min(start + size, count)) for start in range(0, count, size)]
+    return consecutive_ranges(len(config.classes), size)
 
 
 def _band_name(prefix: str, classes: Sequence) -> str:
@@ -764,16 +769,22 @@ def model_files(path: PathLike) -> tuple[str, str]:
     return os.fspath(keras_path), os.fspath(json_path)
 
 
-def shipped_model() -> Path | None:
-    """The newest model shipped in `saved_models/drums/<version>/`, or None."""
-    if not SHIPPED_MODELS.is_dir():
+def newest_version(folder: Path, model_file: str = MODEL_FILE) -> Path | None:
+    """The highest-numbered `folder/<version>/` that holds `model_file`, or None: the shipped
+    model of a recipe (`saved_models/<name>/`)."""
+    if not folder.is_dir():
         return None
     versions = [
         p
-        for p in SHIPPED_MODELS.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / MODEL_FILE).is_file()
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.isdigit() and (p / model_file).is_file()
     ]
     return max(versions, key=lambda p: int(p.name)) if versions else None
+
+
+def shipped_model() -> Path | None:
+    """The newest model shipped in `saved_models/drums/<version>/`, or None."""
+    return newest_version(SHIPPED_MODELS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1045,8 +1056,8 @@ def train(
     references = [file.references for file in files]
     groups = None
     if config.decoding_band_size:
-        size, count = config.decoding_band_size, len(config.classes)
-        groups = [list(range(a, min(a + size, count))) for a in range(0, count, size)]
+        ranges = consecutive_ranges(len(config.classes), config.decoding_band_size)
+        groups = [list(range(start, stop)) for start, stop in ranges]
     tunings = tune_decoding(probabilities, references, feature_config, groups=groups)
     transcriber.decoding = tuple(t.parameters for t in tunings)
     estimates = [transcriber.decode(p) for p in probabilities]
@@ -1237,16 +1248,6 @@ def transcribe_folder(
     return SetTranscription(names, references, estimates), failures
 
 
-def evaluate_folder(
-    transcriber: DrumTranscriber,
-    pairs: Sequence[tuple[PathLike, PathLike]],
-    log: Callable[[str], None] = print,
-) -> tuple[Evaluation | None, list[FileFailure]]:
-    """Scores a model on audio files with annotation files (see `transcribe_folder`)."""
-    result, failures = transcribe_folder(transcriber, pairs, log)
-    return (None if result is None else result.evaluate(transcriber.classes)), failures
-
-
 # ---------------------------------------------------------------------------------------------
 # Output files.
 
@@ -1325,6 +1326,18 @@ def output_stems(paths: Sequence[PathLike]) -> list[str]:
 # Plot.
 
 
+def plot_spectrogram(ax, transcription: Transcription, feature_config: FeatureConfig) -> None:
+    """The log-mel channel of the features `transcription` kept, on its time axis, in `ax`."""
+    features = transcription.features
+    if features is not None and len(features):
+        first = transcription.first_frame
+        t0 = frame_times(first + 1, feature_config)[first]
+        extent = [t0, t0 + len(features) / feature_config.frame_rate, 0, features.shape[1]]
+        ax.imshow(features[:, :, 0].T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    ax.set_ylabel("mel band")
+    ax.set_title(f"{Path(transcription.path).name}: log-mel spectrogram")
+
+
 def plot_transcription(
     transcription: Transcription,
     classes: Sequence[str],
@@ -1359,16 +1372,7 @@ def plot_transcription(
         sharex=True,
         gridspec_kw={"height_ratios": [2.2] + [1] * len(classes)},
     )
-    features = transcription.features
-    if features is not None and len(features):
-        first = transcription.first_frame
-        t0 = frame_times(first + 1, feature_config)[first]
-        extent = [t0, t0 + len(features) / feature_config.frame_rate, 0, features.shape[1]]
-        axes[0].imshow(
-            features[:, :, 0].T, origin="lower", aspect="auto", extent=extent, cmap="magma"
-        )
-    axes[0].set_ylabel("mel band")
-    axes[0].set_title(f"{Path(transcription.path).name}: log-mel spectrogram")
+    plot_spectrogram(axes[0], transcription, feature_config)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for c, (name, ax) in enumerate(zip(classes, axes[1:], strict=True)):
         colour = colours[c % len(colours)]

@@ -575,11 +575,10 @@ def predict(audio, out, model_path, task) -> None:
         except OSError as error:
             raise click.ClickException(f"cannot write to {out}: {error}") from None
         seconds = len(transcription.probabilities) / transcriber.feature_config.frame_rate
+        found = sum(len(t) for t in times)
         if is_piano:
-            found = sum(len(t) for t in times)
             counts = f"{found} note onsets of {sum(1 for t in times if len(t))} pitches"
         else:
-            found = sum(len(t) for t in times)
             counts = "hits " + ", ".join(
                 f"{name} {len(t)}" for name, t in zip(classes, times, strict=True)
             )

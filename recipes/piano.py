@@ -40,7 +40,12 @@ import numpy as np
 
 from loco_tf.metrics import Evaluation, precision_recall_f1
 from loco_tf.pipelines.readers import PIANO_PITCHES
-from loco_tf.recipes.drums import DrumTrainConfig
+from loco_tf.recipes.drums import (
+    DrumTrainConfig,
+    consecutive_ranges,
+    newest_version,
+    plot_spectrogram,
+)
 
 PathLike = str | os.PathLike
 
@@ -82,26 +87,14 @@ def piano_config(full: bool = False, **overrides) -> DrumTrainConfig:
 
 def shipped_model() -> Path | None:
     """The newest model in `saved_models/piano/<version>/`, or None."""
-    if not SHIPPED_MODELS.is_dir():
-        return None
-    versions = [
-        p
-        for p in SHIPPED_MODELS.iterdir()
-        if p.is_dir() and p.name.isdigit() and (p / "model.keras").is_file()
-    ]
-    return max(versions, key=lambda p: int(p.name)) if versions else None
-
-
-def bands(classes: Sequence[int], size: int = BAND) -> list[tuple[int, int]]:
-    """[start, stop) indices of the bands of `size` consecutive classes."""
-    return [(a, min(a + size, len(classes))) for a in range(0, len(classes), size)]
+    return newest_version(SHIPPED_MODELS)
 
 
 def band_table(evaluation: Evaluation, window: float = 0.05, size: int = BAND) -> str:
     """Micro precision, recall and F1 per band of `size` pitches, from an onset evaluation."""
     classes = evaluation.classes
     lines = [f"{'band':<9} {'refs':>6} {'dets':>6} {'P':>6} {'R':>6} {'F1':>6} {'timing ms':>14}"]
-    for start, stop in bands(classes, size):
+    for start, stop in consecutive_ranges(len(classes), size):
         scores = [evaluation[(window, c)] for c in classes[start:stop]]
         reference = sum(s.reference for s in scores)
         estimate = sum(s.estimate for s in scores)
@@ -205,21 +198,11 @@ def evaluate_notes(
             onset_tolerance=window,
             offset_ratio=None,
         )
-        counts = (len(ref_pitches), len(est_pitches), len(matched))
-        totals += counts
-        if len(ref_pitches) and len(est_pitches):
-            p, r, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
-                ref_intervals,
-                ref_pitches,
-                est_intervals,
-                est_pitches,
-                onset_tolerance=window,
-                offset_ratio=None,
-            )
-        else:
-            p, r, f = precision_recall_f1(counts[2], counts[0], counts[1])
-            p, r, f = (0.0 if math.isnan(v) else v for v in (p, r, f))
-        per_piece.append((float(p), float(r), float(f)))
+        totals += (len(ref_pitches), len(est_pitches), len(matched))
+        # What `precision_recall_f1_overlap` computes from this same matching; a piece without
+        # notes or without detections scores 0, as there.
+        p, r, f = precision_recall_f1(len(matched), len(ref_pitches), len(est_pitches))
+        per_piece.append(tuple(0.0 if math.isnan(v) else float(v) for v in (p, r, f)))
     mean = np.mean(per_piece, axis=0) if per_piece else np.full(3, math.nan)
     micro = precision_recall_f1(int(totals[2]), int(totals[0]), int(totals[1]))
     return NoteScores(
@@ -265,14 +248,7 @@ def plot_piano_roll(
     fig, (top, roll) = plt.subplots(
         2, 1, figsize=(13, 9), sharex=True, gridspec_kw={"height_ratios": [1, 2.4]}
     )
-    features = transcription.features
-    if features is not None and len(features):
-        first = transcription.first_frame
-        t0 = frame_times(first + 1, feature_config)[first]
-        extent = [t0, t0 + len(features) / feature_config.frame_rate, 0, features.shape[1]]
-        top.imshow(features[:, :, 0].T, origin="lower", aspect="auto", extent=extent, cmap="magma")
-    top.set_ylabel("mel band")
-    top.set_title(f"{Path(transcription.path).name}: log-mel spectrogram")
+    plot_spectrogram(top, transcription, feature_config)
     low, high = classes[0] - 0.5, classes[-1] + 0.5
     if shown.any():
         # p(t) peaks are one 3.75 ms frame wide: pool by max to at most ~1000 columns, so that
