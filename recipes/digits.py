@@ -70,6 +70,7 @@ from loco_tf.pipelines.digits import (
 from loco_tf.recipes.drums import (
     count_error,
     fit_resumably,
+    manifest_path,
     newest_version,
     prepare_run_folder,
 )
@@ -175,16 +176,9 @@ def model_config(config: DigitTrainConfig, image_size: int) -> VGGLSTMConfig:
     )
 
 
-def set_path(data: PathLike, name: str) -> str:
-    """A set's manifest: `name` when it is a manifest path, else `data/name.manifest.json`."""
-    if name.endswith(".manifest.json"):
-        return name
-    return os.path.join(os.fspath(data), f"{name}.manifest.json")
-
-
 def load_set(data: PathLike, name: str) -> DigitManifest:
     """Reads a set's manifest; a missing set says how to make it."""
-    path = set_path(data, name)
+    path = manifest_path(data, name)
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"no digit set {name!r}: {path} does not exist. Prepare the data first: "
