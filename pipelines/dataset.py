@@ -20,6 +20,18 @@ powers add, so channel 0 mixes as `10 * log10(10 ** (a / 10) + 10 ** (b / 10))` 
 difference of the mix, counts add and the length is the longer of the two. Augmentations that
 move events in time (sample-rate variation, time stretching) are done on audio before feature
 extraction, where event times are known (`pipelines.audio`).
+
+Spectral colouring (`Augment.gain_db`, `eq_db`, `shift_bands`; `colour_spectrum`) is done here
+too, and never moves an event: each segment gets a random level, a random smooth equaliser
+(`EQ_POINTS` gains in dB spread evenly over the mel bands, linearly interpolated between them)
+and a random shift of whole mel bands (a crude retuning: above ~1 kHz the mel scale is nearly
+logarithmic, so a shift of b bands scales frequencies by about 2 ** (b / 14) here). They imitate
+what separates one drum kit from another -- tuning, brightness, level -- and exist because a
+network trained on three kits transcribes a fourth badly (the drum model card). On channel 0
+the colouring is exact for a filter that is constant within each band: powers are multiplied,
+silent bins (at the `amin` floor) stay silent, and nothing goes below the floor; channel 1 is
+recomputed as the causal difference, with the frame before the segment (recovered as
+`x[0] - d[0]`) coloured the same way.
 """
 
 from __future__ import annotations
@@ -66,21 +78,35 @@ _PARTNER_SHUFFLE_BUFFER = 256
 
 @dataclasses.dataclass(frozen=True)
 class Augment:
-    """Feature-level augmentation for `training_dataset`.
+    """Feature-level augmentation for `training_dataset` (see the module docstring).
 
-    Only extract stacking happens at this level; sample-rate variation and time stretching
-    change event times and are applied to audio at preprocessing (`pipelines.audio`).
+    Nothing here moves an event; sample-rate variation and time stretching change event times
+    and are applied to audio at preprocessing (`pipelines.audio`).
 
     Attributes:
         stack_probability: chance that an example is mixed with another random example
             (§7.1); their counts add.
+        gain_db: each segment's level changes by a uniform draw in [-gain_db, gain_db] dB.
+        eq_db: each of the `EQ_POINTS` equaliser gains is a uniform draw in [-eq_db, eq_db] dB.
+        shift_bands: the mel bands move up or down by a uniform integer in
+            [-shift_bands, shift_bands]; the edge band fills the bands left empty.
     """
 
     stack_probability: float = 0.0
+    gain_db: float = 0.0
+    eq_db: float = 0.0
+    shift_bands: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.stack_probability <= 1.0:
             raise ValueError(f"stack_probability must be in [0, 1]: {self.stack_probability}")
+        if min(self.gain_db, self.eq_db, self.shift_bands) < 0:
+            raise ValueError(f"gain_db, eq_db and shift_bands are ranges and must be >= 0: {self}")
+
+    @property
+    def colours(self) -> bool:
+        """Whether any spectral colouring is on."""
+        return bool(self.gain_db or self.eq_db or self.shift_bands)
 
 
 def _resolve(
@@ -181,6 +207,66 @@ def stack_extracts(a: dict, b: dict, amin: float) -> dict:
     }
 
 
+EQ_POINTS = 6
+"""Equaliser gains of `Augment.eq_db`, spread evenly from the lowest to the highest mel band."""
+
+
+def colour_spectrum(features, lengths, shift, gain_db, amin: float):
+    """Colours one segment's features `[T, n_mels, 2]`: exact for a per-band filter.
+
+    Args:
+        features: log-mel dB (channel 0) and its causal difference (channel 1); frames from
+            `lengths` on are padding and come back as zeros.
+        lengths: int scalar, the real frames.
+        shift: int scalar; band `b` of the result is band `clip(b - shift)` of the input.
+        gain_db: float `[n_mels]`, the filter's power gain per (shifted) band, dB.
+        amin: the front end's power floor; bins at it are silent and stay silent.
+
+    Returns:
+        The coloured features, same shape.
+    """
+    n_mels = tf.shape(features)[1]
+    floor = 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
+    # The frame before the segment, from the first difference; then colour all frames alike.
+    previous = features[:1, :, 0] - features[:1, :, 1]
+    log_mel = tf.concat([previous, features[:, :, 0]], axis=0)
+    bands = tf.clip_by_value(tf.range(n_mels) - shift, 0, n_mels - 1)
+    log_mel = tf.gather(log_mel, bands, axis=1)
+    silent = log_mel <= floor + 1e-3
+    log_mel = tf.where(silent, floor, tf.maximum(log_mel + gain_db, floor))
+    coloured = tf.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
+    real = tf.range(tf.shape(features)[0]) < lengths
+    return tf.where(real[:, tf.newaxis, tf.newaxis], coloured, tf.zeros_like(coloured))
+
+
+def random_colouring(augment: Augment, n_mels: int, seed):
+    """Draws `(shift, gain_db [n_mels])` for `colour_spectrum` from a stateless seed `[2]`."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    shift = tf.random.stateless_uniform(
+        [], seeds[0], -augment.shift_bands, augment.shift_bands + 1, dtype=tf.int32
+    )
+    level = tf.random.stateless_uniform([], seeds[1], -augment.gain_db, augment.gain_db)
+    points = tf.random.stateless_uniform([EQ_POINTS], seeds[2], -augment.eq_db, augment.eq_db)
+    # Linear interpolation of the equaliser points at every band.
+    position = tf.linspace(0.0, EQ_POINTS - 1.0, n_mels)
+    below = tf.minimum(tf.cast(tf.floor(position), tf.int32), EQ_POINTS - 2)
+    fraction = position - tf.cast(below, tf.float32)
+    curve = tf.gather(points, below) * (1.0 - fraction) + tf.gather(points, below + 1) * fraction
+    return shift, level + curve
+
+
+def colouring_seeds(seed: int | None) -> tf.data.Dataset:
+    """An endless dataset of stateless seeds `[2]` for `random_colouring`."""
+    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+
+
+def colour_example(example: dict, seed, augment: Augment, amin: float) -> dict:
+    """`colour_spectrum` with a random colouring on a `{"features", "lengths", ...}` dict."""
+    shift, gain_db = random_colouring(augment, example["features"].shape[1], seed)
+    features = colour_spectrum(example["features"], example["lengths"], shift, gain_db, amin)
+    return {**example, "features": features}
+
+
 def _pad(example: dict, frames: int) -> dict:
     features = example["features"]
     checked = tf.debugging.assert_less_equal(
@@ -253,6 +339,12 @@ def training_dataset(
             )
 
         dataset = tf.data.Dataset.zip(dataset, partners, coins).map(maybe_stack, tf.data.AUTOTUNE)
+    if augment is not None and augment.colours:
+        seeds = colouring_seeds(None if seed is None else seed + 3)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda example, pair: colour_example(example, pair, augment, config.amin),
+            tf.data.AUTOTUNE,
+        )
     dataset = dataset.map(lambda example: _pad(example, pad_to_frames), tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=repeat)
     dataset = dataset.map(

@@ -92,7 +92,13 @@ from loco_tf.features import FeatureConfig, compute_features, frame_times, num_f
 from loco_tf.metrics import ALL, Evaluation, evaluate_onsets
 from loco_tf.models import ConvLSTMConfig, build_conv_lstm
 from loco_tf.pipelines.audio import AudioError
-from loco_tf.pipelines.dataset import Augment, evaluation_dataset, training_dataset
+from loco_tf.pipelines.dataset import (
+    Augment,
+    colour_example,
+    colouring_seeds,
+    evaluation_dataset,
+    training_dataset,
+)
 from loco_tf.pipelines.readers import DRUM_CLASSES, AnnotationError, read_annotations
 from loco_tf.pipelines.tfrecords import Manifest, read_manifest
 from loco_tf.streaming import CausalStreamer
@@ -149,6 +155,9 @@ class DrumTrainConfig:
         patience: epochs without a better validation loss before stopping.
         shuffle_buffer: segments in the shuffle buffer.
         stack_probability: extract stacking (§7.1) probability; counts supervision only.
+        gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
+            level, smooth equaliser and shift of mel bands within these ranges; 0 is off;
+            `pipelines.dataset.Augment`), for both supervisions. It imitates other drum kits.
         widen_frames: frames on each side of an onset that are positives too (frames only).
         widen_weight: the loss weight of those neighbours (frames only).
         tensorboard: write TensorBoard logs to `out/logs`.
@@ -184,6 +193,9 @@ class DrumTrainConfig:
     patience: int = 6
     shuffle_buffer: int = 2048
     stack_probability: float = 0.0
+    gain_db: float = 0.0
+    eq_db: float = 0.0
+    shift_bands: int = 0
     widen_frames: int = 1
     widen_weight: float = 0.25
     tensorboard: bool = False
@@ -204,6 +216,8 @@ class DrumTrainConfig:
             raise ValueError("extract stacking mixes counts; it is for counts supervision only")
         if min(self.batch_size, self.epochs, self.steps_per_epoch, self.sequence_length) < 1:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
+        if min(self.gain_db, self.eq_db, self.shift_bands) < 0:
+            raise ValueError("gain_db, eq_db and shift_bands are ranges and must be >= 0")
         if self.band_size < 0 or self.decoding_band_size < 0:
             raise ValueError("band_size and decoding_band_size must be >= 0 (0: all / each)")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:
@@ -372,14 +386,20 @@ def _class_indices(manifest: Manifest, classes: Sequence[str]) -> list[int]:
     return [manifest.class_names.index(c) for c in classes]
 
 
+def augmentation(config: DrumTrainConfig) -> Augment | None:
+    """The run's feature-level augmentation, or None when it has none."""
+    augment = Augment(config.stack_probability, config.gain_db, config.eq_db, config.shift_bands)
+    return augment if augment.stack_probability or augment.colours else None
+
+
 def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) -> tf.data.Dataset:
     """`({"features", "lengths"}, targets)` batches for the fully supervised twin.
 
     Read with `pipelines.dataset.evaluation_dataset` (the reader that parses event frames) in
     batches of one, one stream per shard (`unbatch()` crashes TF 2.21 on a window without
     events: its event frames have shape [1, classes, 0]); for training the shards are sampled
-    at random in proportion to their sizes (as `training_dataset` interleaves them), shuffled
-    and repeated.
+    at random in proportion to their sizes (as `training_dataset` interleaves them), shuffled,
+    repeated and coloured as the count-trained network's segments are (`augmentation`).
     """
     indices = _class_indices(manifest, config.classes)
     frames = config.sequence_length
@@ -419,6 +439,13 @@ def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) 
         )
         if config.shuffle_buffer > 1:
             dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
+        augment = augmentation(config)
+        if augment is not None:
+            amin = manifest.feature_config.amin
+            dataset = tf.data.Dataset.zip(dataset, colouring_seeds(config.seed + 3)).map(
+                lambda record, seed: colour_example(record, seed, augment, amin),
+                tf.data.AUTOTUNE,
+            )
         dataset = dataset.map(example, tf.data.AUTOTUNE)
         dataset = dataset.batch(config.batch_size, drop_remainder=True)
     else:
@@ -444,7 +471,7 @@ def datasets(
             frames_dataset(train_manifest, config, training=True),
             frames_dataset(validation_manifest, config, training=False).apply(known_length),
         )
-    augment = Augment(config.stack_probability) if config.stack_probability else None
+    augment = augmentation(config)
     train = training_dataset(
         train_manifest,
         config.batch_size,

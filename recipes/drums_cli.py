@@ -55,6 +55,12 @@ _HELP = {
     "shuffle_buffer": "Segments in the shuffle buffer.",
     "stack_probability": "Extract stacking probability (two segments played at once, counts "
     "added; counts supervision only).",
+    "gain_db": "Spectral colouring: each training segment's level moves by up to this many dB "
+    "(0: off). Imitates other kits; see the README.",
+    "eq_db": "Spectral colouring: a random smooth equaliser of up to +-this many dB on each "
+    "training segment (0: off).",
+    "shift_bands": "Spectral colouring: mel bands shift by up to this many bands up or down "
+    "(a crude retuning; 0: off).",
     "widen_frames": "Frames on each side of an onset that are positives too (frames supervision).",
     "widen_weight": "Loss weight of those neighbouring frames (frames supervision).",
     "tensorboard": "Write TensorBoard logs to OUT/logs.",

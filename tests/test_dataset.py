@@ -1,4 +1,5 @@
-"""tf.data input: exact round trip, fixed padding, no timing in training input, stacking."""
+"""tf.data input: exact round trip, fixed padding, no timing in training input, stacking,
+spectral colouring."""
 
 import os
 
@@ -8,10 +9,13 @@ import tensorflow as tf
 
 from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.pipelines.dataset import (
+    EQ_POINTS,
     EVALUATION_SPEC,
     TRAINING_SPEC,
     Augment,
+    colour_spectrum,
     evaluation_dataset,
+    random_colouring,
     stack_extracts,
     training_dataset,
 )
@@ -255,3 +259,82 @@ def test_stacking_in_the_training_dataset_adds_counts(tmp_path):
 def test_augment_probability_is_checked():
     with pytest.raises(ValueError):
         Augment(stack_probability=1.5)
+
+
+def coloured_reference(file_log_mel, start, stop, shift, gain_db, amin=1e-10):
+    """float64 NumPy: frames start-1..stop of a file's log-mel as powers (floor bins silent),
+    bands moved by `shift` (edge band repeated), powers times 10 ** (gain / 10), back to dB."""
+    log_mel = file_log_mel[start - 1 : stop].astype(np.float64)
+    power = np.where(log_mel <= FLOOR + 1e-3, 0.0, 10 ** (log_mel / 10))
+    bands = np.clip(np.arange(log_mel.shape[1]) - shift, 0, log_mel.shape[1] - 1)
+    power = power[:, bands] * 10 ** (np.asarray(gain_db, np.float64) / 10)
+    coloured = 10 * np.log10(np.maximum(power, amin))
+    return coloured[1:], np.diff(coloured, axis=0)
+
+
+@pytest.mark.parametrize("shift", [0, 3, -5])
+def test_colouring_is_a_per_band_filter_on_the_powers(shift):
+    rng = np.random.default_rng(4)
+    # Noise, then digital silence: the segment straddles both, so floor bins are in it.
+    audio = np.concatenate([0.1 * rng.standard_normal(30_000), np.zeros(20_000)])
+    file_features = compute_features(audio.astype(np.float32), CONFIG)
+    segment = file_features[200:280]
+    assert np.any(segment[:, :, 0] <= FLOOR + 1e-3) and np.any(segment[:, :, 0] > -50)
+    gain_db = rng.uniform(-12, 12, 80).astype(np.float32)
+    padded = np.concatenate([segment, np.zeros((20, 80, 2), np.float32)])  # 80 real frames
+    coloured = colour_spectrum(tf.constant(padded), 80, shift, tf.constant(gain_db), 1e-10)
+    log_mel, difference = coloured_reference(file_features[:, :, 0], 200, 280, shift, gain_db)
+    np.testing.assert_allclose(coloured[:80, :, 0], log_mel, atol=1e-3, rtol=0)
+    np.testing.assert_allclose(coloured[:80, :, 1], difference, atol=2e-3, rtol=0)
+    assert np.all(coloured[80:].numpy() == 0.0)  # padding stays zeros
+    # Silent bins stay at the floor whatever the gain.
+    silent = file_features[200:280, :, 0][:, np.clip(np.arange(80) - shift, 0, 79)] <= FLOOR + 1e-3
+    assert np.all(coloured[:80, :, 0].numpy()[silent] == pytest.approx(FLOOR))
+
+
+def test_random_colourings_stay_in_their_ranges_and_repeat_with_the_seed():
+    augment = Augment(gain_db=6.0, eq_db=10.0, shift_bands=4)
+    draws = [random_colouring(augment, 80, tf.constant([s, 7])) for s in range(200)]
+    shifts = {int(shift) for shift, _ in draws}
+    assert shifts == set(range(-4, 5))
+    curves = np.stack([gain.numpy() for _, gain in draws])
+    assert np.all(np.abs(curves) <= 16.0 + 1e-5) and curves.std() > 3.0
+    # Piecewise linear between EQ_POINTS knots: second differences vanish inside each piece.
+    knots = np.linspace(0, 79, EQ_POINTS)
+    inside = [b for b in range(1, 79) if not np.any(np.abs(knots - b) < 1.0)]
+    np.testing.assert_allclose(np.diff(curves, 2, axis=1)[:, np.array(inside) - 1], 0, atol=1e-4)
+    again = random_colouring(augment, 80, tf.constant([3, 7]))
+    assert int(again[0]) == int(draws[3][0])
+    np.testing.assert_array_equal(again[1], draws[3][1])
+    shift, gain = random_colouring(Augment(), 80, tf.constant([3, 7]))
+    assert int(shift) == 0 and np.all(gain.numpy() == 0.0)
+
+
+def test_training_dataset_colours_levels_but_keeps_counts_and_lengths(shards):
+    manifest, examples = shards
+
+    def batches(augment):
+        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
+        return list(dataset.take(4).as_numpy_iterator())
+
+    plain, coloured = batches(None), batches(Augment(gain_db=6.0))
+    for (x, counts), (xc, counts_c) in zip(plain, coloured, strict=True):
+        np.testing.assert_array_equal(counts, counts_c)
+        np.testing.assert_array_equal(x["lengths"], xc["lengths"])
+        for example in range(5):
+            frames = x["lengths"][example]
+            # A level change only: one constant dB offset per segment, within the range.
+            # (The fixture's random dB values reach the floor, where gains stop.)
+            before = x["features"][example, :frames, :, 0]
+            offset = (xc["features"][example, :frames, :, 0] - before)[before > FLOOR + 6.0]
+            assert np.ptp(offset) < 1e-3 and 0 < abs(offset.mean()) <= 6.0
+            below = before <= FLOOR
+            np.testing.assert_allclose(
+                xc["features"][example, :frames, :, 0][below], FLOOR, atol=1e-4
+            )
+            assert np.all(xc["features"][example, frames:] == 0.0)
+
+
+def test_colouring_ranges_are_checked():
+    with pytest.raises(ValueError, match="ranges"):
+        Augment(eq_db=-1.0)

@@ -3,6 +3,7 @@ stream whole files, evaluate, predict, plot, and the messages for bad input."""
 
 import csv
 import json
+import dataclasses
 import os
 from pathlib import Path
 
@@ -190,6 +191,20 @@ def test_fully_supervised_twin_per_instrument(data, tmp_path):
     onsets = sum(float(tf.reduce_sum(y[..., :3] * tf.cast(y[..., 3:] == 1, tf.float32)))
                  for _, y in batches)  # fmt: skip
     assert onsets == sum(manifest.totals["counts"])
+
+
+def test_the_twin_hears_the_same_colouring_and_keeps_its_targets(data, tmp_path):
+    manifest = read_manifest(data["dir"] / "drums-train.manifest.json")
+    plain = tiny_config(data["dir"], tmp_path, supervision="frames", shuffle_buffer=0)
+    coloured = dataclasses.replace(plain, eq_db=10.0, shift_bands=3)
+    assert drums.augmentation(plain) is None
+    batch = next(iter(drums.frames_dataset(manifest, plain, training=True)))
+    batch_c = next(iter(drums.frames_dataset(manifest, coloured, training=True)))
+    np.testing.assert_array_equal(batch[1], batch_c[1])  # the same onset targets
+    np.testing.assert_array_equal(batch[0]["lengths"], batch_c[0]["lengths"])
+    assert np.abs(batch[0]["features"] - batch_c[0]["features"]).max() > 1.0
+    with pytest.raises(ValueError, match="ranges"):
+        dataclasses.replace(plain, gain_db=-3.0)
 
 
 class Interrupt(Exception):
