@@ -2,8 +2,8 @@
 stream whole files, evaluate, predict, plot, and the messages for bad input."""
 
 import csv
-import json
 import dataclasses
+import json
 import os
 from pathlib import Path
 
