@@ -1,9 +1,10 @@
 """The audio front end: one `FeatureConfig` and the log-mel + causal-difference features.
 
 `FeatureConfig` is the single source of truth for the features. The preprocessing pipeline
-computes them here with librosa (`compute_features`); the in-graph front end that an exported
-model carries is built from the same config and the same filter matrix (`mel_filterbank`), so
-both compute the same numbers from the same parameters.
+computes them here (`compute_features`: librosa's window and mel filter matrix, scipy's FFT;
+equal to `librosa.feature.melspectrogram` to 1e-5 dB, and faster); the in-graph front end that
+an exported model carries is built from the same config and the same filter matrix
+(`mel_filterbank`), so both compute the same numbers from the same parameters.
 
 Features are `[frames, n_mels, 2]` float32:
 
@@ -32,12 +33,14 @@ context to give 400.)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import librosa
 import numpy as np
+import scipy.fft
 
 # Frames per librosa call in `compute_features`: bounds the complex STFT held in memory (a
 # 30-minute file has ~480,000 frames, ~2 GB of STFT at once) without changing any value,
@@ -119,35 +122,47 @@ def num_frames(num_samples: int, config: FeatureConfig) -> int:
     return (num_samples - config.n_fft) // config.hop_length + 1
 
 
+@functools.cache
 def mel_filterbank(config: FeatureConfig) -> np.ndarray:
     """librosa's mel filter matrix, `[n_mels, n_fft // 2 + 1]` float32 (Slaney scale and norm).
 
     `compute_features` uses exactly this matrix; the exported front end embeds it as a constant.
+    Cached per config: do not write into it.
     """
-    return librosa.filters.mel(
+    matrix = librosa.filters.mel(
         sr=config.sample_rate,
         n_fft=config.n_fft,
         n_mels=config.n_mels,
         fmin=config.fmin,
         fmax=config.fmax,
     )
+    matrix.flags.writeable = False
+    return matrix
+
+
+@functools.cache
+def _window(n_fft: int) -> np.ndarray:
+    """librosa's periodic Hann window (what `librosa.stft(window="hann")` applies), float32."""
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    window.flags.writeable = False
+    return window
 
 
 def _log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    power = librosa.feature.melspectrogram(
-        y=audio,
-        sr=config.sample_rate,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        window="hann",
-        center=False,
-        power=2.0,
-        n_mels=config.n_mels,
-        fmin=config.fmin,
-        fmax=config.fmax,
-    )
+    """`librosa.feature.melspectrogram(center=False, power=2)` in dB, computed directly.
+
+    The same frames, window, float32 FFT and filter matrix as librosa's (tests/test_features.py
+    checks the two agree), about twice as fast on a long file: scipy's FFT on all cores over a
+    strided view of the frames, the power in place, one matrix product, and no per-call filter
+    construction or padding checks.
+    """
+    frames = np.lib.stride_tricks.sliding_window_view(audio, config.n_fft)[:: config.hop_length]
+    spectrum = scipy.fft.rfft(frames * _window(config.n_fft), axis=1, workers=-1)
+    power = np.square(spectrum.real)
+    power += np.square(spectrum.imag)
+    mel = power @ mel_filterbank(config).T
     # The log in float64 puts silence exactly at `floor_db` (float32 amin is not exactly 1e-10).
-    return 10.0 * np.log10(np.maximum(power.astype(np.float64), config.amin)).T
+    return 10.0 * np.log10(np.maximum(mel.astype(np.float64), config.amin))
 
 
 def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:

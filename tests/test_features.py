@@ -103,6 +103,20 @@ def test_matches_numpy_reference(monkeypatch, block):
     np.testing.assert_allclose(result[:, :, 1], difference, atol=2e-3, rtol=0)
 
 
+def test_matches_librosa_melspectrogram():
+    # `_log_mel` computes librosa's uncentred mel power spectrogram itself (faster); it must
+    # stay librosa's, silence and all.
+    audio = np.concatenate([make_signal(0.5, seed=3), np.zeros(5000, np.float32)])
+    power = librosa.feature.melspectrogram(
+        y=audio, sr=32000, n_fft=1024, hop_length=120, window="hann", center=False,
+        power=2.0, n_mels=80, fmin=30.0, fmax=16000.0,
+    )  # fmt: skip
+    expected = 10 * np.log10(np.maximum(power.astype(np.float64), 1e-10)).T
+    result = compute_features(audio, CONFIG)[:, :, 0]
+    assert np.any(expected == -100.0)
+    np.testing.assert_allclose(result, expected, atol=1e-3, rtol=0)
+
+
 def test_difference_is_causal_and_streams():
     audio = make_signal(0.3, seed=1)
     full = compute_features(audio, CONFIG)
