@@ -9,8 +9,11 @@ with `LocoLoss`; median of interleaved repeats. Target: LoCo <= 1.1 x the twin.
 
 Inference: a WAV file of noise at 44.1 kHz (a user's usual rate, so resampling is included),
 transcribed the way `loco predict` does it (`DrumTranscriber.transcribe`: read, resample,
-librosa features, chunked causal network, peak picking), and its two halves alone: the front end
-(`audio_feature_blocks`) and the network on precomputed features (`CausalStreamer.run`).
+log-mel features, chunked causal network, peak picking), and its two halves alone: the front end
+(`audio_feature_blocks`, against its baseline, the same features from
+`librosa.feature.melspectrogram`) and the network on precomputed features
+(`CausalStreamer.run`); end to end and the network again with bfloat16 convolutions
+(`loco predict --bfloat16`).
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
 does not depend on its weights or on the audio, so an untrained network and noise measure it.
 Target: >= 500 x real time end to end.
@@ -29,6 +32,7 @@ import tempfile
 import time
 
 import keras
+import librosa
 import numpy as np
 import soundfile
 
@@ -101,17 +105,39 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
         soundfile.write(path, audio, rate, subtype="PCM_16")
         features = compute_features(load_audio(path, config), config)
         streamer: CausalStreamer = transcriber.streamer
+        fast = DrumTranscriber(
+            model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
+            encoder_dtype="bfloat16",
+        )  # fmt: skip
         times = interleaved(
             {
                 "end to end (transcribe)": lambda: transcriber.transcribe(path),
-                "front end (read + resample + librosa)": lambda: sum(
+                "end to end, bfloat16 convolutions": lambda: fast.transcribe(path),
+                "front end (read + resample + log-mel)": lambda: sum(
                     len(b) for b in audio_feature_blocks(path, config)
                 ),
+                "front end baseline: librosa melspectrogram": lambda: librosa_front_end(
+                    path, config
+                ),
                 "network (chunked causal pass)": lambda: streamer.run(features),
+                "network, bfloat16 convolutions": lambda: fast.streamer.run(features),
             },
             repeats,
         )
     return {name: audio_seconds / seconds for name, seconds in times.items()}
+
+
+def librosa_front_end(path: str, config: FeatureConfig) -> np.ndarray:
+    """The features as `librosa.feature.melspectrogram` gives them (what `compute_features`
+    called before it computed the same numbers itself): the baseline of the front end."""
+    audio = load_audio(path, config)
+    power = librosa.feature.melspectrogram(
+        y=audio, sr=config.sample_rate, n_fft=config.n_fft, hop_length=config.hop_length,
+        window="hann", center=False, power=2.0, n_mels=config.n_mels, fmin=config.fmin,
+        fmax=config.fmax,
+    )  # fmt: skip
+    log_mel = 10.0 * np.log10(np.maximum(power.astype(np.float64), config.amin)).T
+    return np.stack([log_mel, np.diff(log_mel, axis=0, prepend=log_mel[:1])], axis=-1)
 
 
 def network_macs_per_second(config: DrumTrainConfig, features: FeatureConfig) -> float:

@@ -60,6 +60,23 @@ def split_causal_network(network: keras.Model) -> dict[str, Any]:
     }
 
 
+ENCODER_DTYPES = ("float32", "bfloat16")
+
+
+def _bfloat16_copy(encoder: keras.Model) -> keras.Model:
+    """The encoder with every layer under the "mixed_bfloat16" policy, the same weights."""
+
+    def clone(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(encoder, clone_function=clone)
+    copy.set_weights(encoder.get_weights())
+    return copy
+
+
 class CausalStreamer:
     """Runs a causal ConvLSTM model over a sequence of any length, chunk by chunk.
 
@@ -73,11 +90,18 @@ class CausalStreamer:
     Args:
         model: the trained model (`{"features", "lengths"}` -> `[batch, time, classes]`).
         chunk_frames: frames per chunk; memory grows with it, and so does speed, slightly.
+        encoder_dtype: "float32", or "bfloat16" to run the convolutions in bfloat16 (weights
+            stay float32 and are cast; the LSTM and the head stay float32). On a CPU with
+            AVX512_BF16 the convolutions take 0.6x the time; p(t) moves by up to ~0.07 (the
+            shipped drum model on its test files, with the same F1). Without native bfloat16
+            support it is slower. The chunking check runs in float32 first.
     """
 
-    def __init__(self, model: keras.Model, chunk_frames: int = 8192):
+    def __init__(self, model: keras.Model, chunk_frames: int = 8192, encoder_dtype="float32"):
         if chunk_frames < 1:
             raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
+        if encoder_dtype not in ENCODER_DTYPES:
+            raise ValueError(f"encoder_dtype must be one of {ENCODER_DTYPES}: {encoder_dtype!r}")
         self.chunk_frames = int(chunk_frames)
         has_lstm = any(isinstance(layer, keras.layers.LSTM) for layer in model.layers)
         networks = [model]
@@ -89,15 +113,23 @@ class CausalStreamer:
         self.context = max(part["context"] for part in self._parts)
         feature_shape = model.get_layer("features").output.shape
         self.feature_shape = tuple(feature_shape[2:])
-        self._encode = tf.function(
+        self._encode = self._encoder_function()
+        self._recur = tf.function(self._recur_all, jit_compile=True)
+        self._check(model)
+        self.encoder_dtype = encoder_dtype
+        if encoder_dtype == "bfloat16":
+            for part in self._parts:
+                part["encoder"] = _bfloat16_copy(part["encoder"])
+            self._encode = self._encoder_function()  # traced afresh, with the copies
+
+    def _encoder_function(self):
+        return tf.function(
             self._encode_all,
             input_signature=[tf.TensorSpec((1, None, *self.feature_shape), tf.float32)],
         )
-        self._recur = tf.function(self._recur_all, jit_compile=True)
-        self._check(model)
 
     def _encode_all(self, features):
-        return tuple(part["encoder"](features) for part in self._parts)
+        return tuple(tf.cast(part["encoder"](features), tf.float32) for part in self._parts)
 
     def _recur_all(self, encoded, mask, states):
         outputs, new_states = [], []

@@ -313,6 +313,21 @@ def test_chunked_inference_equals_one_pass(per_instrument):
     assert streamer.finish(streamer.start()).shape == (0, 3)
 
 
+def test_bfloat16_encoder_is_close_to_float32_and_still_streams():
+    keras.utils.set_random_seed(2)
+    config = drums.DrumTrainConfig(filters=(4, 4, 4), lstm_units=6, dense_units=5)
+    model = drums.build_drum_model(config, CONFIG)
+    x = np.random.default_rng(0).normal(-40, 20, (1, 300, 80, 2)).astype(np.float32)
+    expected = model({"features": x, "lengths": np.array([300])}).numpy()[0]
+    whole = drums.CausalStreamer(model, chunk_frames=4096, encoder_dtype="bfloat16").run(x[0])
+    difference = np.abs(whole - expected).max()
+    assert 0.0 < difference < 0.05  # bfloat16 rounding: not float32, not far from it
+    chunked = drums.CausalStreamer(model, chunk_frames=7, encoder_dtype="bfloat16").run(x[0])
+    np.testing.assert_allclose(chunked, whole, atol=1e-3)
+    with pytest.raises(ValueError, match="encoder_dtype"):
+        drums.CausalStreamer(model, encoder_dtype="float16")
+
+
 def test_audio_blocks_equal_load_audio_features(tmp_path):
     rng = np.random.default_rng(0)
     for rate, channels in ((44100, 2), (32000, 1), (22050, 1)):
@@ -459,6 +474,17 @@ def test_predict_writes_files_and_reports_bad_input(model_dir, data, tmp_path):
         midi = pretty_midi.PrettyMIDI(os.fspath(out / f"{name}.mid"))
         assert all(i.is_drum for i in midi.instruments)
         assert {n.pitch for i in midi.instruments for n in i.notes} <= {36, 38, 42}
+
+
+def test_predict_with_bfloat16_convolutions(model_dir, data, tmp_path):
+    ((wav, _),) = data["test"]
+    plain = invoke(drums_cli.predict, wav, "--out", tmp_path / "a", "--model", model_dir)
+    fast = invoke(
+        drums_cli.predict, wav, "--out", tmp_path / "b", "--model", model_dir, "--bfloat16"
+    )
+    assert plain.exit_code == fast.exit_code == 0, fast.output
+    with open(tmp_path / "b" / f"{Path(wav).stem}.csv") as file:
+        assert next(csv.reader(file)) == ["time", "class"]
 
 
 def test_predict_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):

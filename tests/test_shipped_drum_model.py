@@ -1,4 +1,5 @@
-"""The shipped drum model transcribes a freshly rendered groove (the kit it was trained on)."""
+"""The shipped drum model transcribes a freshly rendered groove (the kit it was trained on),
+in float32 and with bfloat16 convolutions."""
 
 import numpy as np
 import pytest
@@ -32,3 +33,8 @@ def test_shipped_model_finds_the_hits_of_a_new_groove(tmp_path):
     # The model card reports micro F1 90.8 % on GMD test performances with this kit; a procedural
     # groove (with fills and ghost notes) is a different distribution, so the bar is lower.
     assert overall.f1 >= 0.7, scores.table()
+    # bfloat16 convolutions (`loco predict --bfloat16`): p(t) near float32's, the same score.
+    fast = DrumTranscriber.load(path, encoder_dtype="bfloat16").transcribe(wav)
+    assert 0.0 < np.abs(fast.probabilities - transcription.probabilities).max() < 0.1
+    fast_f1 = evaluate_onsets([references], [fast.times], classes).scores[(0.05, "all")].f1
+    assert abs(fast_f1 - overall.f1) <= 0.01
