@@ -218,6 +218,8 @@ class DrumTrainConfig:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
         if min(self.gain_db, self.eq_db, self.shift_bands) < 0:
             raise ValueError("gain_db, eq_db and shift_bands are ranges and must be >= 0")
+        if self.shift_bands and self.task == "piano":
+            raise ValueError("shift_bands moves pitches, and piano classes are pitches: use 0")
         if self.band_size < 0 or self.decoding_band_size < 0:
             raise ValueError("band_size and decoding_band_size must be >= 0 (0: all / each)")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:

@@ -205,6 +205,8 @@ def test_the_twin_hears_the_same_colouring_and_keeps_its_targets(data, tmp_path)
     assert np.abs(batch[0]["features"] - batch_c[0]["features"]).max() > 1.0
     with pytest.raises(ValueError, match="ranges"):
         dataclasses.replace(plain, gain_db=-3.0)
+    with pytest.raises(ValueError, match="pitches"):
+        dataclasses.replace(plain, task="piano", shift_bands=2)
 
 
 class Interrupt(Exception):
