@@ -25,7 +25,7 @@ Spectral colouring (`Augment.gain_db`, `eq_db`, `shift_bands`; `colour_spectrum`
 too, and never moves an event: each segment gets a random level, a random smooth equaliser
 (`EQ_POINTS` gains in dB spread evenly over the mel bands, linearly interpolated between them)
 and a random shift of whole mel bands (a crude retuning: above ~1 kHz the mel scale is nearly
-logarithmic, so a shift of b bands scales frequencies by about 2 ** (b / 14) here). They imitate
+logarithmic, so a shift of b bands scales frequencies by about 2 ** (b / 15) here). They imitate
 what separates one drum kit from another -- tuning, brightness, level -- and exist because a
 network trained on three kits transcribes a fourth badly (the drum model card). On channel 0
 the colouring is exact for a filter that is constant within each band: powers are multiplied,
