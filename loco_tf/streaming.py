@@ -91,10 +91,10 @@ class CausalStreamer:
         model: the trained model (`{"features", "lengths"}` -> `[batch, time, classes]`).
         chunk_frames: frames per chunk; memory grows with it, and so does speed, slightly.
         encoder_dtype: "float32", or "bfloat16" to run the convolutions in bfloat16 (weights
-            stay float32 and are cast; the LSTM and the head stay float32). On a CPU with
-            AVX512_BF16 the convolutions take 0.6x the time; p(t) moves by up to ~0.07 (the
-            shipped drum model on its test files, with the same F1). Without native bfloat16
-            support it is slower. The chunking check runs in float32 first.
+            stay float32 and are cast; the LSTM and the head stay float32). On this 2-core
+            CPU with AVX512_BF16 the drum network took half its float32 time; p(t) moved by
+            up to 0.08 (drums/2 on its test files, with the same F1). CPUs without native
+            bfloat16 may gain nothing. The chunking check runs in float32 first.
     """
 
     def __init__(self, model: keras.Model, chunk_frames: int = 8192, encoder_dtype="float32"):

@@ -368,9 +368,9 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
 bfloat16_option = click.option(
     "--bfloat16",
     is_flag=True,
-    help="Run the network's convolutions in bfloat16: 0.6x their time on CPUs with "
-    "AVX512_BF16 (slower without it); p(t) moves by up to ~0.07, the drum test F1 did not "
-    "change (README).",
+    help="Run the network's convolutions in bfloat16: the network took half its float32 time "
+    "here (a CPU with AVX512_BF16; CPUs without native bfloat16 may gain nothing); p(t) moves "
+    "by up to ~0.08, the drum test F1 did not change (README).",
 )
 
 
