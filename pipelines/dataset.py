@@ -173,6 +173,11 @@ def _parse(serialized, spec, n_mels: int, class_indices: list[int] | None) -> di
     return example
 
 
+def _floor_db(amin: float):
+    """The dB value of the power floor `amin` (silence), as a float32 tensor."""
+    return 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
+
+
 def _mix_power_db(a, b, amin: float):
     """Log-mel dB of the sum of two powers; the silence floor `amin` is counted once."""
     power = tf.pow(10.0, a / 10.0) + tf.pow(10.0, b / 10.0) - amin
@@ -188,7 +193,7 @@ def stack_extracts(a: dict, b: dict, amin: float) -> dict:
     so a segment cut from the middle of a file keeps its nonzero first difference.
     """
     length = tf.maximum(a["lengths"], b["lengths"])
-    floor = 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
+    floor = _floor_db(amin)
 
     def log_mel(example):
         padding = [[0, length - example["lengths"]], [0, 0]]
@@ -226,7 +231,7 @@ def colour_spectrum(features, lengths, shift, gain_db, amin: float):
         The coloured features, same shape.
     """
     n_mels = tf.shape(features)[1]
-    floor = 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
+    floor = _floor_db(amin)
     # The frame before the segment, from the first difference; then colour all frames alike.
     previous = features[:1, :, 0] - features[:1, :, 1]
     log_mel = tf.concat([previous, features[:, :, 0]], axis=0)
@@ -255,16 +260,19 @@ def random_colouring(augment: Augment, n_mels: int, seed):
     return shift, level + curve
 
 
-def colouring_seeds(seed: int | None) -> tf.data.Dataset:
-    """An endless dataset of stateless seeds `[2]` for `random_colouring`."""
-    return tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+def colour_examples(
+    dataset: tf.data.Dataset, augment: Augment, amin: float, seed: int | None
+) -> tf.data.Dataset:
+    """Colours every `{"features", "lengths", ...}` example of `dataset` at random
+    (`random_colouring`, `colour_spectrum`); the other keys pass through."""
 
+    def colour(example, pair):
+        shift, gain_db = random_colouring(augment, example["features"].shape[1], pair)
+        features = colour_spectrum(example["features"], example["lengths"], shift, gain_db, amin)
+        return {**example, "features": features}
 
-def colour_example(example: dict, seed, augment: Augment, amin: float) -> dict:
-    """`colour_spectrum` with a random colouring on a `{"features", "lengths", ...}` dict."""
-    shift, gain_db = random_colouring(augment, example["features"].shape[1], seed)
-    features = colour_spectrum(example["features"], example["lengths"], shift, gain_db, amin)
-    return {**example, "features": features}
+    seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+    return tf.data.Dataset.zip(dataset, seeds).map(colour, tf.data.AUTOTUNE)
 
 
 def _pad(example: dict, frames: int) -> dict:
@@ -340,11 +348,7 @@ def training_dataset(
 
         dataset = tf.data.Dataset.zip(dataset, partners, coins).map(maybe_stack, tf.data.AUTOTUNE)
     if augment is not None and augment.colours:
-        seeds = colouring_seeds(None if seed is None else seed + 3)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda example, pair: colour_example(example, pair, augment, config.amin),
-            tf.data.AUTOTUNE,
-        )
+        dataset = colour_examples(dataset, augment, config.amin, None if seed is None else seed + 3)
     dataset = dataset.map(lambda example: _pad(example, pad_to_frames), tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=repeat)
     dataset = dataset.map(

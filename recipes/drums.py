@@ -94,8 +94,7 @@ from loco_tf.models import ConvLSTMConfig, build_conv_lstm
 from loco_tf.pipelines.audio import AudioError
 from loco_tf.pipelines.dataset import (
     Augment,
-    colour_example,
-    colouring_seeds,
+    colour_examples,
     evaluation_dataset,
     training_dataset,
 )
@@ -444,10 +443,7 @@ def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) 
         augment = augmentation(config)
         if augment is not None:
             amin = manifest.feature_config.amin
-            dataset = tf.data.Dataset.zip(dataset, colouring_seeds(config.seed + 3)).map(
-                lambda record, seed: colour_example(record, seed, augment, amin),
-                tf.data.AUTOTUNE,
-            )
+            dataset = colour_examples(dataset, augment, amin, config.seed + 3)
         dataset = dataset.map(example, tf.data.AUTOTUNE)
         dataset = dataset.batch(config.batch_size, drop_remainder=True)
     else:
