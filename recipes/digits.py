@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -85,7 +84,6 @@ SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "saved_models" / "digits"
 DIGIT_HEIGHT = 28
 
 _BEST = "best.keras"  # the file names of the run folder are `drums.prepare_run_folder`'s
-_BACKUP = "backup"
 # A run may be resumed with these changed: e.g. more or fewer epochs than first planned.
 _RESUMABLE_CHANGES = {"out", "epochs", "patience", "validation_steps", "tensorboard"}
 
@@ -502,7 +500,8 @@ def train(
     A rerun with the same config and output folder resumes an interrupted run (from the last
     backup) or, when training had finished, goes straight to scoring and saving. The number of
     epochs (and the patience) may change on a rerun: a run stopped after its N-th epoch and
-    rerun with `epochs=N` is finished from its backup, without training further.
+    rerun with `epochs=N` is finished from its backup, without training further; a finished
+    run rerun with more epochs trains on from its last epoch.
 
     Args:
         config: the run.
@@ -585,7 +584,6 @@ def train(
     model.save(out / MODEL_FILE)
     with open(out / MODEL_JSON, "w", encoding="utf-8") as file:
         json.dump(description, file, indent=2)
-    shutil.rmtree(out / _BACKUP, ignore_errors=True)
     return TrainResult(out, description, history)
 
 

@@ -118,7 +118,9 @@ _FIT_DONE = "fit-complete.json"
 _HISTORY = "history.csv"
 _BEST = "best.keras"
 _BACKUP = "backup"
-_RESUMABLE_CHANGES = {"out", "strategy", "epochs", "patience"}
+_RESUMABLE_CHANGES = {
+    "out", "strategy", "epochs", "patience", "reduce_lr_patience", "reduce_lr_factor"
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +154,10 @@ class DrumTrainConfig:
         steps_per_epoch: batches per epoch (the training set repeats).
         validation_steps: validation batches per epoch; None for the whole set.
         patience: epochs without a better validation loss before stopping.
+        reduce_lr_patience: epochs without a better validation loss before the learning rate
+            is multiplied by `reduce_lr_factor` (Keras' ReduceLROnPlateau, at most four
+            times); 0 keeps it constant.
+        reduce_lr_factor: that factor.
         shuffle_buffer: segments in the shuffle buffer.
         stack_probability: extract stacking (§7.1) probability; counts supervision only.
         gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
@@ -161,7 +167,8 @@ class DrumTrainConfig:
         widen_weight: the loss weight of those neighbours (frames only).
         tensorboard: write TensorBoard logs to `out/logs`.
         backup_every: batches between backups; None backs up at the end of each epoch.
-        seed: weights, shuffling and augmentation.
+        seed: weights, shuffling and augmentation (a run resumed after E epochs draws its
+            data with seed + 1000 E, so as not to replay its first epochs).
         strategy: `loco_tf.distribute.STRATEGIES`: "default" (one device), "mirrored" (all
             GPUs, or all logical CPU devices), "multiworker" (processes named by TF_CONFIG).
             `batch_size` is the global batch. A run may resume under another strategy.
@@ -190,6 +197,8 @@ class DrumTrainConfig:
     steps_per_epoch: int = 250
     validation_steps: int | None = None
     patience: int = 6
+    reduce_lr_patience: int = 0
+    reduce_lr_factor: float = 0.5
     shuffle_buffer: int = 2048
     stack_probability: float = 0.0
     gain_db: float = 0.0
@@ -221,6 +230,8 @@ class DrumTrainConfig:
             raise ValueError("shift_bands moves pitches, and piano classes are pitches: use 0")
         if self.band_size < 0 or self.decoding_band_size < 0:
             raise ValueError("band_size and decoding_band_size must be >= 0 (0: all / each)")
+        if self.reduce_lr_patience < 0 or not 0.0 < self.reduce_lr_factor < 1.0:
+            raise ValueError("reduce_lr_patience must be >= 0 and reduce_lr_factor in (0, 1)")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:
             raise ValueError("widen_frames must be >= 0 and widen_weight in [0, 1]")
         if self.strategy not in STRATEGIES:
@@ -922,6 +933,8 @@ def fit_resumably(
     patience: int,
     backup_every: int | None,
     tensorboard: bool,
+    reduce_lr_patience: int = 0,
+    reduce_lr_factor: float = 0.5,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     first_callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
@@ -931,19 +944,45 @@ def fit_resumably(
 
     Writes `history.csv` (appended across resumptions), `best.keras` (the best validation loss
     so far, also across resumptions), a backup every epoch or `backup_every` batches (an
-    interrupted run resumes from it), early stopping on the validation loss with `patience`,
-    TensorBoard logs if asked, and `fit-complete.json` at the end: a finished run is not fitted
-    again. `first_callbacks` run before the loggers (so they see what those add to the logs),
-    `callbacks` after the recipe's own.
+    interrupted run resumes from it; the last one is kept), early stopping on the validation
+    loss with `patience`, the learning rate times `reduce_lr_factor` after `reduce_lr_patience`
+    epochs without a better validation loss (0: constant; at most four times), TensorBoard logs
+    if asked, and `fit-complete.json` at the end: a finished run is not fitted again, unless
+    `epochs` is more than it did, in which case it trains on from its last backup (or, in a run
+    without one, from `best.keras`) if early stopping had not ended it. `first_callbacks` run
+    before the loggers (so they see what those add to the logs), `callbacks` after the
+    recipe's own.
     """
     start = time.perf_counter()
+    # Before a checkpoint loads; a MirroredVariable has no float().
+    first_learning_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
     history_path = out / _HISTORY
-    if not (out / _FIT_DONE).is_file():
-        previous = _read_history(history_path)
+    previous = _read_history(history_path)
+    losses = [row["val_loss"] for row in previous if "val_loss" in row]
+    initial_epoch = 0
+    fit = not (out / _FIT_DONE).is_file()
+    if not fit and epochs > len(previous):
+        waited = len(losses) - 1 - int(np.argmin(losses)) if losses else 0
+        if waited >= patience:
+            log(
+                f"{out}: early stopping ended this run ({waited} epochs without a better "
+                f"val_loss, patience {patience}); raise --patience to train it on"
+            )
+        else:
+            fit = True
+            log(f"Extending {out} from {len(previous)} to {epochs} epochs")
+            if not (out / _BACKUP).is_dir():
+                # A run saved before backups were kept: on from its best checkpoint (weights
+                # and optimiser state), numbering epochs on from its history.
+                if not model.optimizer.built:
+                    model.optimizer.build(model.trainable_variables)
+                model.load_weights(out / _BEST)
+                initial_epoch = len(previous)
+                log(f"(no backup of its last epoch: from {out / _BEST})")
+    if fit:
         checkpoint = keras.callbacks.ModelCheckpoint(
             out / _BEST, monitor="val_loss", save_best_only=True
         )
-        losses = [row["val_loss"] for row in previous if "val_loss" in row]
         if losses:
             checkpoint.best = min(losses)
             log(f"Resuming {out}: {len(previous)} epochs done, best val_loss {min(losses):.4f}")
@@ -952,19 +991,34 @@ def fit_resumably(
             keras.callbacks.CSVLogger(history_path, append=True),
             checkpoint,
             _ResumedEarlyStopping(losses, monitor="val_loss", patience=patience),
-            # Last, so that everything an epoch writes is written before its backup.
+        ]
+        if reduce_lr_patience:
+            # After the CSV logger: the learning rate it adds to the logs would be a column
+            # that the history of a resumed run does not have.
+            recipe_callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_loss",
+                    factor=reduce_lr_factor,
+                    patience=reduce_lr_patience,
+                    min_lr=first_learning_rate * reduce_lr_factor**4,
+                    verbose=1 if verbose else 0,
+                )
+            )
+        # Last, so that everything an epoch writes (the learning rate too) is in its backup.
+        recipe_callbacks.append(
             keras.callbacks.BackupAndRestore(
                 out / _BACKUP,
                 save_freq=backup_every or "epoch",
                 double_checkpoint=True,
                 delete_checkpoint=False,
-            ),
-        ]
+            )
+        )
         if tensorboard:
             recipe_callbacks.insert(0, keras.callbacks.TensorBoard(out / "logs"))
         model.fit(
             train_data,
             epochs=epochs,
+            initial_epoch=initial_epoch,
             steps_per_epoch=steps_per_epoch,
             validation_data=validation_data,
             validation_steps=validation_steps,
@@ -989,9 +1043,10 @@ def train(
 
     A rerun with the same config and output folder resumes an interrupted run (from the last
     backup) or, when training had finished, goes straight to tuning and saving. `epochs`,
-    `patience` and `strategy` may change on a rerun: stopping a long run (Ctrl-C, kill) and
-    rerunning it with `epochs` at most the epochs it completed ends it there, with its best
-    checkpoint (a finished run is not extended).
+    `patience`, `reduce_lr_*` and `strategy` may change on a rerun: stopping a long run (Ctrl-C,
+    kill) and rerunning it with `epochs` at most the epochs it completed ends it there, with its
+    best checkpoint; rerunning a finished run with more `epochs` trains it on from its last
+    epoch (`fit_resumably`), then tunes and saves again.
 
     Args:
         config: the run.
@@ -1038,7 +1093,11 @@ def train(
             metrics=metrics,
             jit_compile=False,  # measured slower on CPU; the LoCo loss compiles its own loops
         )
-    train_data, validation_data = datasets(config, train_manifest, validation_manifest)
+    # A resumed run draws new windows, shuffles and colourings: restarted with the run's own
+    # seed, the training stream would replay its first epochs.
+    done = len(_read_history(out / _HISTORY))
+    data_config = dataclasses.replace(config, seed=config.seed + 1000 * done) if done else config
+    train_data, validation_data = datasets(data_config, train_manifest, validation_manifest)
     validation_steps = config.validation_steps
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         # Each worker reads its own shard files; every worker runs the same number of
@@ -1064,6 +1123,8 @@ def train(
         patience=config.patience,
         backup_every=config.backup_every,
         tensorboard=config.tensorboard,
+        reduce_lr_patience=config.reduce_lr_patience,
+        reduce_lr_factor=config.reduce_lr_factor,
         callbacks=callbacks,
         verbose=verbose,
         log=log,
@@ -1131,7 +1192,6 @@ def train(
     model.save(out / MODEL_FILE)
     with open(out / MODEL_JSON, "w", encoding="utf-8") as file:
         json.dump(description, file, indent=2)
-    shutil.rmtree(out / _BACKUP, ignore_errors=True)
     return TrainResult(out, description, validation, tunings, history)
 
 

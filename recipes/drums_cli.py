@@ -52,6 +52,9 @@ _HELP = {
     "steps_per_epoch": "Batches per epoch.",
     "validation_steps": "Validation batches per epoch [default: the whole validation set].",
     "patience": "Epochs without a better validation loss before stopping early.",
+    "reduce_lr_patience": "Halve (--reduce-lr-factor) the learning rate after this many "
+    "epochs without a better validation loss, at most four times (0: constant).",
+    "reduce_lr_factor": "Factor of --reduce-lr-patience.",
     "shuffle_buffer": "Segments in the shuffle buffer.",
     "stack_probability": "Extract stacking probability (two segments played at once, counts "
     "added; counts supervision only).",
@@ -204,8 +207,10 @@ def train() -> None:
 def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> None:
     """Train the §6.1 drum network (KD, SD, HH) with LoCo or its fully supervised twin.
 
-    Rerunning the same command resumes an interrupted run from its last backup. Writes
-    OUT/model.keras and OUT/model.json (configs, classes, tuned decoding, validation scores).
+    Rerunning the same command resumes an interrupted run from its last backup; rerunning
+    a finished run with a larger --epochs trains it on (--patience and --reduce-lr-* may change
+    too). Writes OUT/model.keras and OUT/model.json (configs, classes, tuned decoding,
+    validation scores).
     """
     from loco_tf.recipes import drums
 

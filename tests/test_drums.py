@@ -133,7 +133,7 @@ def test_train_writes_the_model_and_its_description(model_dir, data):
         assert set(description["decoding"][name]) == {"threshold", "min_distance", "offset_seconds"}
     assert description["training"]["epochs"] == 2
     assert description["train_config"]["k_max"] == 31
-    assert not (model_dir / "backup").exists()  # removed once the model is saved
+    assert (model_dir / "backup").is_dir()  # kept: a rerun with more --epochs trains on from it
     assert (model_dir / "best.keras").is_file()
     with open(model_dir / "evaluation.json") as file:
         assert f"drums-test-{KIT}" in json.load(file)[os.fspath(model_dir)]
@@ -284,6 +284,28 @@ def test_a_stopped_run_rerun_with_fewer_epochs_ends_there(data, tmp_path):
     assert [int(row["epoch"]) for row in result.history] == [0, 1]
     assert (tmp_path / "run" / drums.MODEL_FILE).is_file()
     assert result.description["training"]["epochs"] == 2
+
+
+@pytest.mark.slow
+def test_a_finished_run_rerun_with_more_epochs_trains_on(data, tmp_path):
+    config = tiny_config(data["dir"], tmp_path / "run", epochs=2, steps_per_epoch=2)
+    first = Record()
+    drums.train(config, callbacks=[first], verbose=0, log=lambda message: None)
+    second = Record()
+    result = drums.train(
+        dataclasses_replace(config, epochs=3), callbacks=[second], verbose=0, log=print
+    )
+    # From the end of the finished run (its last backup), not from scratch.
+    assert second.epochs == [2]
+    assert second.start_iterations == 4
+    for restored, saved in zip(second.start_weights, first.epoch_end_weights[1], strict=True):
+        np.testing.assert_array_equal(restored, saved)
+    assert [int(row["epoch"]) for row in result.history] == [0, 1, 2]
+    assert result.description["training"]["epochs"] == 3
+    # The same command again changes nothing.
+    third = Record()
+    drums.train(dataclasses_replace(config, epochs=3), callbacks=[third], verbose=0)
+    assert third.epochs == []
 
 
 def dataclasses_replace(config, **changes):
