@@ -91,7 +91,7 @@ from loco_tf.events import (
 from loco_tf.features import FeatureConfig, compute_features, frame_times, num_frames
 from loco_tf.metrics import ALL, Evaluation, evaluate_onsets
 from loco_tf.models import ConvLSTMConfig, build_conv_lstm
-from loco_tf.pipelines.audio import AudioError
+from loco_tf.pipelines.audio import AudioError, mix_to_mono
 from loco_tf.pipelines.dataset import (
     Augment,
     colour_examples,
@@ -607,7 +607,7 @@ def audio_feature_blocks(
             last = len(data) < block
             if not np.all(np.isfinite(data)):
                 raise AudioError(f"{path}: samples are NaN or infinite")
-            mono = data.mean(axis=1, dtype=np.float32)
+            mono = mix_to_mono(data)
             sound_seen = sound_seen or bool(np.any(mono))
             samples_in += len(mono)
             if resampler is not None:

@@ -10,6 +10,7 @@ from loco_tf.pipelines.audio import (
     change_sample_rate,
     check_audio,
     load_audio,
+    mix_to_mono,
     scale_events,
     time_stretch,
 )
@@ -155,3 +156,16 @@ def test_time_stretch_keeps_pitch_and_scales_event_times():
         time_stretch(audio, 0.0)
     with pytest.raises(ValueError):
         change_sample_rate(audio, -1.0)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_mix_to_mono_is_the_channel_mean_to_the_bit(channels):
+    rng = np.random.default_rng(channels)
+    samples = rng.normal(0, 0.3, (4001, channels)).astype(np.float32)
+    samples[::7] *= 1e-30  # tiny values too
+    mono = mix_to_mono(samples)
+    assert mono.dtype == np.float32 and mono.shape == (4001,)
+    np.testing.assert_array_equal(mono, samples.mean(axis=1, dtype=np.float32))
+    # Not a view: the caller may write into it.
+    mono[0] = 7.0
+    assert samples[0, 0] != 7.0
