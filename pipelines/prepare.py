@@ -834,7 +834,15 @@ def prepare_sets(
 
 
 def kit_name(kit: str) -> str:
-    """A kit's name in set names and cache folders: a `render.KITS` name, or the file's stem."""
+    """A kit's name in set names and cache folders: a `render.KITS` name, a SoundFont file's
+    stem, or for a Hydrogen kit ``h2-`` and its folder's name in lowercase letters, digits and
+    dashes (``hydrogen:ForzeeStereo`` -> ``h2-forzeestereo``)."""
+    from loco_tf.pipelines.render import hydrogen_folder
+
+    folder = hydrogen_folder(kit)
+    if folder is not None:
+        name = os.path.basename(os.path.abspath(folder)).lower()
+        return "h2-" + re.sub(r"[^a-z0-9]+", "-", name).strip("-")
     return Path(kit).stem if kit.lower().endswith((".sf2", ".sf3")) else kit
 
 
@@ -877,11 +885,11 @@ def _latencies(
     kits: Sequence[str], train_kits: Sequence[str] | None, kinds: Sequence[str], sample_rate: int
 ) -> dict[str, dict[str, float]]:
     """Render latency per kit (of `kits` and `train_kits`) and kind; a missing kit raises."""
-    from loco_tf.pipelines.render import render_latency, soundfont_path
+    from loco_tf.pipelines.render import kit_source, render_latency
 
     latency = {}
     for kit in dict.fromkeys([*kits, *(train_kits or ())]):
-        soundfont_path(kit)
+        kit_source(kit)
         latency[kit] = {kind: render_latency(kit, kind, sample_rate) for kind in kinds}
     return latency
 

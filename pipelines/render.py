@@ -1,4 +1,4 @@
-"""MIDI -> audio with real sampled instruments (FluidSynth and a General MIDI SoundFont).
+"""MIDI -> audio with real sampled instruments (a General MIDI SoundFont, or a Hydrogen drumkit).
 
 Kits known by name (`KITS`): ``"fluidr3"`` is FluidR3_GM.sf2 from Debian's
 ``fluid-soundfont-gm`` (MIT), ``"timgm6mb"`` is the TimGM6mb.sf2 that ships inside the
@@ -7,6 +7,16 @@ Kits known by name (`KITS`): ``"fluidr3"`` is FluidR3_GM.sf2 from Debian's
 are AVLinux's recorded acoustic drum kits (``avldrums.lv2-soundfont``, CC BY-SA; drums only).
 `scripts/setup.sh` installs the Debian ones when run as root. Any other ``.sf2``/``.sf3`` path
 works as a kit too; its latency is measured on demand.
+
+Hydrogen drumkits (a folder of recorded samples and a ``drumkit.xml``) are kits too, drums only:
+``hydrogen:NAME`` for a kit of Debian's ``hydrogen-drumkits`` (a folder in `HYDROGEN_DRUMKITS`)
+or the path of a drumkit folder. `render_midi` plays them with `hydrogen.render_midi`, not
+FluidSynth: each note starts at its exact sample (no block grid), so their latency, measured on
+demand like that of any kit not in `RENDER_LATENCY_S`, is the sample's own attack: at 44.1 kHz,
+KD/SD/HH +10.88/+6.71/+6.62 ms in ForzeeStereo (whose samples open with 5 ms of silence),
++5.58/+0.82/+0.07 ms in ColomboAcousticDrumkit, +1.50/+1.00/+0.11 ms in Millo_MultiLayered2.
+Not every drumkit puts kick, snare and hi-hat on GM's notes (see `hydrogen`). `kit_source` checks
+any kit and says which of the two kinds it is.
 
 Not every name is a different drum sound. Correlating renders of the same kick/snare/hi-hat
 pattern (32 kHz): musescore vs fluidr3 0.89 and csound vs timgm6mb 0.93 (their drum kits share
@@ -85,6 +95,8 @@ import pretty_midi
 import soundfile
 from tqdm import tqdm
 
+from loco_tf.pipelines import hydrogen
+
 KITS: dict[str, str] = {
     "fluidr3": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "timgm6mb": os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2"),
@@ -106,7 +118,11 @@ _MISSING_KIT_FIX = {
 
 DRUM_ONLY_KITS = frozenset({"blackpearl", "redzeppelin"})
 """Kits with drums only (AVLinux's recorded acoustic kits: one preset, bank 0); they have no
-piano, so the piano recipe cannot use them."""
+piano, so the piano recipe cannot use them. Hydrogen kits have drums only too (`drums_only`)."""
+
+HYDROGEN_PREFIX = "hydrogen:"
+HYDROGEN_DRUMKITS = "/usr/share/hydrogen/data/drumkits"
+"""Where Debian's ``hydrogen-drumkits`` puts its kits; the kit ``hydrogen:NAME`` is folder NAME."""
 
 ONSET_FRACTION = 0.1
 """Onset criterion of `measure_render_latency`: first sample with |y| >= this fraction of peak."""
@@ -142,13 +158,72 @@ _FIX_FLUIDSYNTH = (
 )
 
 
-def soundfont_path(kit: str) -> str:
-    """Returns the SoundFont file of a kit name from `KITS`, or of a path to a ``.sf2`` file.
+@dataclasses.dataclass(frozen=True)
+class KitSource:
+    """Where a kit's sounds are.
+
+    Attributes:
+        kind: "soundfont" (rendered by FluidSynth) or "hydrogen" (a Hydrogen drumkit folder,
+            rendered by `hydrogen.render_midi`).
+        path: the SoundFont file or the drumkit folder.
+    """
+
+    kind: Literal["soundfont", "hydrogen"]
+    path: str
+
+
+def hydrogen_folder(kit: str) -> str | None:
+    """The drumkit folder of a Hydrogen kit, None for any other kit.
+
+    A Hydrogen kit is ``hydrogen:NAME`` (folder NAME in `HYDROGEN_DRUMKITS`, whether installed
+    or not) or the path of an existing folder; `kit_source` checks that it holds a drumkit.
+    """
+    if kit.startswith(HYDROGEN_PREFIX):
+        return os.path.join(HYDROGEN_DRUMKITS, kit[len(HYDROGEN_PREFIX) :])
+    if kit in KITS or kit.lower().endswith((".sf2", ".sf3")) or not os.path.isdir(kit):
+        return None
+    return kit
+
+
+def drums_only(kit: str) -> bool:
+    """Whether a kit has no piano: `DRUM_ONLY_KITS` and every Hydrogen kit."""
+    return kit in DRUM_ONLY_KITS or hydrogen_folder(kit) is not None
+
+
+def _check_installed_drumkit(name: str) -> None:
+    """Raises unless ``name`` is a drumkit folder in `HYDROGEN_DRUMKITS`."""
+    if not name or os.path.basename(name) != name:
+        raise ValueError(f"hydrogen:{name}: NAME must be a folder name in {HYDROGEN_DRUMKITS}")
+    folder = os.path.join(HYDROGEN_DRUMKITS, name)
+    if not os.path.isdir(folder):
+        installed = os.listdir(HYDROGEN_DRUMKITS) if os.path.isdir(HYDROGEN_DRUMKITS) else []
+        fix = (
+            f"installed ones: {', '.join(sorted(installed))}"
+            if installed
+            else "sudo apt-get install hydrogen-drumkits"
+        )
+        raise FileNotFoundError(f"Hydrogen drumkit {name!r} not found at {folder}; {fix}")
+
+
+def kit_source(kit: str) -> KitSource:
+    """Checks a kit and returns where its sounds are.
+
+    Args:
+        kit: a name in `KITS`, a path to a ``.sf2``/``.sf3`` file, ``hydrogen:NAME`` (a drumkit
+            in `HYDROGEN_DRUMKITS`) or the path of a Hydrogen drumkit folder (with
+            ``drumkit.xml``), whose ``drumkit.xml`` is read here.
 
     Raises:
-        FileNotFoundError: the SoundFont is not there; the message names the file and the fix.
-        ValueError: ``kit`` is neither a known name nor a ``.sf2`` path.
+        FileNotFoundError: the kit is not installed or its file is missing; the message names
+            the path and the fix.
+        ValueError: ``kit`` is none of the above, or its ``drumkit.xml`` is unreadable.
     """
+    folder = hydrogen_folder(kit)
+    if folder is not None:
+        if kit.startswith(HYDROGEN_PREFIX):
+            _check_installed_drumkit(kit[len(HYDROGEN_PREFIX) :])
+        hydrogen.load_drumkit(folder)
+        return KitSource("hydrogen", folder)
     if kit in KITS:
         path = KITS[kit]
         fix = _MISSING_KIT_FIX[kit]
@@ -157,11 +232,12 @@ def soundfont_path(kit: str) -> str:
         fix = "pass the path of an existing .sf2 or .sf3 file"
     else:
         raise ValueError(
-            f"unknown kit {kit!r}: use one of {sorted(KITS)} or a path to a .sf2/.sf3 file"
+            f"unknown kit {kit!r}: use one of {sorted(KITS)}, a path to a .sf2/.sf3 file, "
+            f"hydrogen:NAME (a drumkit in {HYDROGEN_DRUMKITS}) or a Hydrogen drumkit folder"
         )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SoundFont for kit {kit!r} not found at {path}; {fix}")
-    return path
+    return KitSource("soundfont", path)
 
 
 def remap_drum_notes(
@@ -253,7 +329,7 @@ def render_midi(
 
     Args:
         midi: the performance; not modified.
-        kit: a name in `KITS` or a path to a ``.sf2`` file.
+        kit: any kit `kit_source` accepts. A Hydrogen kit renders the drum instruments only.
         sample_rate: output sample rate in Hz.
         drum_remap: note number re-map applied to drum instruments only (on a copy), e.g.
             ``{22: 42, 26: 46, 58: 43}`` for the Groove MIDI Dataset.
@@ -262,16 +338,21 @@ def render_midi(
     Returns:
         float32 array of shape ``(samples,)``, peak-normalised to 1 (all zeros if silent).
         An onset sounds at its MIDI time + ``render_latency(kit, kind)``, give or take half a
-        64-sample block (see the module docstring).
+        64-sample block with a SoundFont (see the module docstring), exactly with a Hydrogen kit.
 
     Raises:
-        ImportError: pyfluidsynth or libfluidsynth is missing.
-        FileNotFoundError: the kit's SoundFont is missing.
+        ImportError: pyfluidsynth or libfluidsynth is missing (SoundFont kits).
+        FileNotFoundError: the kit's SoundFont, drumkit or a sample it plays is missing.
+        ValueError: an unknown kit, or a Hydrogen kit that cannot play the MIDI
+            (`hydrogen.render_midi`).
     """
     if drum_remap:
         midi = remap_drum_notes(midi, drum_remap)
+    source = kit_source(kit)
+    if source.kind == "hydrogen":
+        return hydrogen.render_midi(midi, source.path, sample_rate, tail_s=tail_s)
     fluidsynth, write_float = _import_fluidsynth()
-    path = soundfont_path(kit)
+    path = source.path
     instruments = midi.instruments
     channels = _channels(instruments)
     events = _events(instruments, channels, sample_rate)
@@ -373,14 +454,14 @@ def render_latency(
     """Render latency in seconds to ADD to MIDI note times to get label times.
 
     Args:
-        kit: a name in `KITS` or a path to a ``.sf2`` file.
+        kit: any kit `kit_source` accepts.
         kind: label class, ``"KD"``, ``"SD"``, ``"HH"`` or ``"piano"`` (see `LATENCY_PROBES`).
         sample_rate: the rate the audio is rendered at. `RENDER_LATENCY_S` answers for the
             named kits at `LATENCY_SAMPLE_RATE`; anything else is measured once and cached.
     """
     if kind not in LATENCY_PROBES:
         raise KeyError(f"unknown kind {kind!r}; use one of {sorted(LATENCY_PROBES)}")
-    if kind == "piano" and kit in DRUM_ONLY_KITS:
+    if kind == "piano" and drums_only(kit):
         raise ValueError(f"kit {kit!r} has drums only; render piano with {sorted(_PIANO_KITS)}")
     if kit in RENDER_LATENCY_S and sample_rate == LATENCY_SAMPLE_RATE:
         return RENDER_LATENCY_S[kit][kind]

@@ -41,16 +41,20 @@ def _factors(ctx, param, value: str) -> tuple[float, ...]:
 
 
 def _kits(ctx, param, value: str) -> tuple[str, ...]:
-    from loco_tf.pipelines.render import KITS
+    from loco_tf.pipelines.render import kit_source
 
     kits = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
     if not kits and param.name != "train_kits":  # --train-kits "" means: the first of --kits
         raise click.BadParameter("give at least one kit")
     for kit in kits:
-        if kit not in KITS and not kit.lower().endswith((".sf2", ".sf3")):
-            raise click.BadParameter(
-                f"unknown kit {kit!r}; use {', '.join(KITS)} or a .sf2/.sf3 path"
-            )
+        try:
+            kit_source(kit)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        except FileNotFoundError:
+            # Reported with its fix when the run starts (`prepare._latencies`), after the checks
+            # of the data folder: an uninstalled default kit must not hide a missing dataset.
+            pass
     return kits
 
 
@@ -197,6 +201,7 @@ def _summary(report, out: str) -> list[str]:
 
 def _run(make_plan, out: str, k_max: int, allow_skips: bool, **config) -> None:
     """Builds the plan, writes its sets, prints the summary; user errors become clean messages."""
+    from loco_tf.pipelines.hydrogen import KitError
     from loco_tf.pipelines.prepare import PrepareConfig, prepare_sets
     from loco_tf.pipelines.readers import AnnotationError
 
@@ -204,7 +209,7 @@ def _run(make_plan, out: str, k_max: int, allow_skips: bool, **config) -> None:
     prepare_config = PrepareConfig(k_max=k_max, compression=compression, **config)
     try:
         plan = make_plan()
-    except (AnnotationError, FileNotFoundError, ImportError) as error:
+    except (AnnotationError, KitError, FileNotFoundError, ImportError) as error:
         raise click.ClickException(str(error)) from None
     if not plan.sets and not plan.skipped:
         raise click.ClickException("nothing to prepare: no input files found")
@@ -251,7 +256,9 @@ def prepare() -> None:
     show_default=True,
     callback=_kits,
     help="Rendering kits of the test split (one set drums-test-KIT each); the first also "
-    "renders train and validation unless --train-kits is given. Names or .sf2/.sf3 paths.",
+    "renders train and validation unless --train-kits is given. Names, .sf2/.sf3 paths, "
+    "Hydrogen drumkits as hydrogen:NAME (sudo apt-get install hydrogen-drumkits; e.g. "
+    "hydrogen:ForzeeStereo, set drums-test-h2-forzeestereo) or drumkit folders.",
 )
 @click.option(
     "--train-kits",
@@ -343,8 +350,8 @@ def drums(
     default="",
     callback=_kits,
     help="Piano sounds that take turns rendering the train and validation files (one per "
-    "file), e.g. 'fluidr3,timgm6mb'. blackpearl and redzeppelin have drums only. "
-    "[default: the first of --kits]",
+    "file), e.g. 'fluidr3,timgm6mb'. blackpearl, redzeppelin and Hydrogen kits have drums "
+    "only. [default: the first of --kits]",
 )
 @click.option(
     "--max-files",
@@ -372,13 +379,13 @@ def piano(
     latency; counts per pitch. The test split is rendered with every kit.
     """
     from loco_tf.pipelines.prepare import PIANO_K_MAX, Augmentation, piano_sets
-    from loco_tf.pipelines.render import DRUM_ONLY_KITS
+    from loco_tf.pipelines.render import drums_only
 
     for option, chosen in (("--kits", kits), ("--train-kits", train_kits)):
-        drums_only = [kit for kit in chosen if kit in DRUM_ONLY_KITS]
-        if drums_only:
+        drum_kits = [kit for kit in chosen if drums_only(kit)]
+        if drum_kits:
             raise click.BadParameter(
-                f"{', '.join(drums_only)} ha{'ve' if len(drums_only) > 1 else 's'} drums only, "
+                f"{', '.join(drum_kits)} ha{'ve' if len(drum_kits) > 1 else 's'} drums only, "
                 "no piano; use fluidr3, timgm6mb, musescore, csound or a .sf2/.sf3 path",
                 param_hint=option,
             )

@@ -115,7 +115,7 @@ def test_missing_soundfont_names_the_file_and_the_fix(monkeypatch, tmp_path):
         render.render_midi(one_hit(36, 0.1), "fluidr3")
     assert missing in str(error.value)
     with pytest.raises(ValueError, match="unknown kit"):
-        render.soundfont_path("no-such-kit")
+        render.kit_source("no-such-kit")
 
 
 def test_missing_fluidsynth_is_a_clear_import_error(monkeypatch):

@@ -1,0 +1,429 @@
+"""Hydrogen drumkits: every format parsed, renders against a NumPy mix, kits in render/prepare."""
+
+import os
+import re
+
+import numpy as np
+import pretty_midi
+import pytest
+import soundfile
+from click.testing import CliRunner
+
+from loco_tf.pipelines import grooves, hydrogen, render
+from loco_tf.pipelines import prepare as prepare_module
+from loco_tf.recipes.prepare_cli import prepare
+
+SR = 32000
+NAMESPACE = 'xmlns="http://www.hydrogen-music.org/drumkit"'
+
+
+def burst(lead_in, length, seed):
+    """A sample: ``lead_in`` zeros, then decaying noise whose first sample is its peak."""
+    rng = np.random.default_rng(seed)
+    audio = np.zeros(lead_in + length)
+    audio[lead_in:] = 0.4 * rng.uniform(-1.0, 1.0, length) * np.exp(-np.arange(length) / 600)
+    audio[lead_in] = 0.5
+    return audio
+
+
+def write_kit(folder, instruments_xml, samples, rate=SR, *, namespace=False, head=""):
+    """A drumkit folder: ``drumkit.xml`` around ``instruments_xml``, and float WAV samples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, audio in samples.items():
+        soundfile.write(folder / name, audio, rate, subtype="FLOAT")
+    (folder / "drumkit.xml").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<drumkit_info {NAMESPACE if namespace else ''}>\n"
+        f"<name>{folder.name}</name>\n{head}"
+        f"<instrumentList>\n{instruments_xml}</instrumentList>\n</drumkit_info>\n"
+    )
+    return str(folder)
+
+
+def layer(filename, low=0.0, high=1.0, gain=1.0, pitch=0.0):
+    return (
+        f"<layer><filename>{filename}</filename><min>{low}</min><max>{high}</max>"
+        f"<gain>{gain}</gain><pitch>{pitch}</pitch></layer>"
+    )
+
+
+def instrument(ident, name, body, volume=1.0, extra=""):
+    return (
+        f"<instrument><id>{ident}</id><name>{name}</name><volume>{volume}</volume>"
+        f"{extra}{body}</instrument>\n"
+    )
+
+
+def drum_midi(*notes):
+    """A MIDI file of (pitch, start, velocity) drum notes."""
+    midi = pretty_midi.PrettyMIDI()
+    drums = pretty_midi.Instrument(program=0, is_drum=True)
+    for pitch, start, velocity in notes:
+        drums.notes.append(pretty_midi.Note(velocity, pitch, start, start + 0.05))
+    midi.instruments.append(drums)
+    return midi
+
+
+def reference_mix(midi, placed, normalise=True):
+    """float64 mix of ``(start time, sample, gain)`` at round(time * SR), 1 s after the end."""
+    mix = np.zeros(int(np.ceil((midi.get_end_time() + 1.0) * SR)))
+    for time, sample, gain in placed:
+        start = round(time * SR)
+        stop = min(len(mix), start + len(sample))
+        mix[start:stop] += gain * sample[: stop - start]
+    return mix / np.max(np.abs(mix)) if normalise else mix
+
+
+KICK, SNARE, HAT = burst(40, 2000, 0), burst(7, 1500, 1), burst(0, 900, 2)
+
+
+def test_single_file_instruments_play_at_their_exact_sample_by_list_position(tmp_path):
+    # The oldest format (Millo-Drums_v.1): one <filename> per instrument. The ids are out of
+    # order and one placeholder has no sample: note 36 + POSITION picks the instrument.
+    kit = write_kit(
+        tmp_path / "old",
+        instrument(3, "Kick", "<filename>kick.wav</filename>", volume=0.8)
+        + instrument(0, "placeholder", "<filename></filename>")
+        + instrument(1, "Snare", "<filename>snare.wav</filename>", volume=0.5)
+        + instrument(2, "Unused", "<filename>hat.wav</filename>"),
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    drumkit = hydrogen.load_drumkit(kit)
+    assert [i.name for i in drumkit.instruments] == ["Kick", "Snare", "Unused"]
+    assert {note: i.name for note, i in drumkit.notes.items()} == {
+        36: "Kick",
+        38: "Snare",
+        39: "Unused",
+    }
+    midi = drum_midi((36, 0.10031, 100), (38, 0.25077, 64), (36, 0.2611, 127))
+    expected = reference_mix(
+        midi,
+        [
+            (0.10031, KICK, 100 / 127 * 0.8),
+            (0.25077, SNARE, 64 / 127 * 0.5),
+            (0.2611, KICK, 127 / 127 * 0.8),  # overlaps the first kick: both sound
+        ],
+    )
+    audio = hydrogen.render_midi(midi, kit, SR)
+    assert audio.dtype == np.float32 and audio.shape == expected.shape
+    np.testing.assert_allclose(audio, expected, atol=2e-6)
+
+
+def test_velocity_picks_its_layer_with_its_gain_and_a_gap_the_nearest_layer(tmp_path):
+    soft, hard = burst(10, 800, 3), burst(10, 800, 4)
+    kit = write_kit(
+        tmp_path / "layers",
+        instrument(
+            0,
+            "Kick",
+            layer("soft.wav", 0.0, 0.3, gain=0.5) + layer("hard.wav", 0.6, 1.0, gain=1.5),
+            volume=0.9,
+            extra="<gain>1.1</gain><muteGroup>-1</muteGroup>",
+        ),
+        {"soft.wav": soft, "hard.wav": hard},
+    )
+    # velocity/127: 0.236 soft; 0.394 in the gap, nearer soft; 0.551 in the gap, nearer hard;
+    # 0.787 hard.
+    times = {30: 0.1, 50: 0.2, 70: 0.3, 100: 0.4}
+    picked = {30: (soft, 0.5), 50: (soft, 0.5), 70: (hard, 1.5), 100: (hard, 1.5)}
+    midi = drum_midi(*((36, time, velocity) for velocity, time in times.items()))
+    expected = reference_mix(
+        midi,
+        [(time, picked[v][0], v / 127 * picked[v][1] * 0.9 * 1.1) for v, time in times.items()],
+    )
+    np.testing.assert_allclose(hydrogen.render_midi(midi, kit, SR), expected, atol=2e-6)
+
+
+def test_components_in_a_namespace_sound_together_and_midi_out_notes_map_the_kit(tmp_path):
+    # Hydrogen >= 0.9.7: <instrumentComponent>s, each sounding, with a gain times its drumkit
+    # component's volume. Distinct midiOutNotes (ForzeeStereo) map the notes, not positions.
+    close, room = burst(5, 700, 5), burst(60, 1800, 6)
+    components = (
+        "<instrumentComponent><component_id>0</component_id><gain>3</gain>"
+        + layer("close.wav")
+        + "</instrumentComponent><instrumentComponent><component_id>1</component_id>"
+        + layer("room.wav", gain=0.7)
+        + "</instrumentComponent>"
+    )
+    kit = write_kit(
+        tmp_path / "components",
+        instrument(0, "Kick", components, extra="<midiOutNote>35</midiOutNote>")
+        + instrument(1, "Snare", layer("snare.wav"), extra="<midiOutNote>40</midiOutNote>")
+        + instrument(2, "Hat", layer("hat.wav"), extra="<midiOutNote>42</midiOutNote>"),
+        {"close.wav": close, "room.wav": room, "snare.wav": SNARE, "hat.wav": HAT},
+        namespace=True,
+        head="<componentList><drumkitComponent><id>0</id><volume>0.5</volume></drumkitComponent>"
+        "<drumkitComponent><id>1</id><volume>2</volume></drumkitComponent></componentList>\n",
+    )
+    assert {n: i.name for n, i in hydrogen.load_drumkit(kit).notes.items()} == {
+        35: "Kick",
+        40: "Snare",
+        42: "Hat",
+    }
+    # 36 and 38 have no instrument but are KD and SD: the kick (35) and snare (40) stand in.
+    midi = drum_midi((36, 0.05, 127), (38, 0.2, 127), (35, 0.3, 127))
+    expected = reference_mix(
+        midi,
+        [
+            (0.05, close, 3 * 0.5),
+            (0.05, room, 0.7 * 2),
+            (0.2, SNARE, 1.0),
+            (0.3, close, 3 * 0.5),
+            (0.3, room, 0.7 * 2),
+        ],
+    )
+    np.testing.assert_allclose(hydrogen.render_midi(midi, kit, SR), expected, atol=2e-6)
+
+
+def test_a_kit_with_one_midi_out_note_for_all_is_mapped_by_position(tmp_path):
+    # Hydrogen writes 60 for every instrument of a kit nobody mapped (Audiophob).
+    kit = write_kit(
+        tmp_path / "unmapped",
+        instrument(0, "Kick", layer("k.wav"), extra="<midiOutNote>60</midiOutNote>")
+        + instrument(1, "Stick", layer("s.wav"), extra="<midiOutNote>60</midiOutNote>"),
+        {"k.wav": KICK, "s.wav": SNARE},
+    )
+    assert {n: i.name for n, i in hydrogen.load_drumkit(kit).notes.items()} == {
+        36: "Kick",
+        37: "Stick",
+    }
+
+
+def hat_kit(folder):
+    closed, opened, ride = burst(0, 400, 7), np.full(6000, 0.3), burst(0, 5000, 8)
+    return (
+        write_kit(
+            folder,
+            instrument(0, "Kick", layer("ride.wav"))  # note 36, no mute group
+            + instrument(1, "x", "")
+            + instrument(2, "x", "")
+            + instrument(3, "x", "")
+            + instrument(4, "x", "")
+            + instrument(5, "x", "")
+            + instrument(6, "Closed", layer("closed.wav"), extra="<muteGroup>0</muteGroup>")
+            + instrument(7, "x", "")
+            + instrument(8, "x", "")
+            + instrument(9, "x", "")
+            + instrument(10, "Open", layer("open.wav"), extra="<muteGroup>0</muteGroup>"),
+            {"closed.wav": closed, "open.wav": opened, "ride.wav": ride},
+        ),
+        closed,
+        opened,
+        ride,
+    )
+
+
+def test_a_mute_group_note_cuts_the_other_instruments_voice_after_a_short_fade(tmp_path):
+    kit, closed, opened, ride = hat_kit(tmp_path / "hats")
+    cut_time, fade = 0.1, round(hydrogen.CHOKE_FADE_S * SR)
+    midi = drum_midi((46, 0.05, 127), (36, 0.06, 127), (46, 0.07, 127), (42, cut_time, 127))
+    audio = hydrogen.render_midi(midi, kit, SR).astype(np.float64)
+    cut = round(cut_time * SR)
+    # Without the cut, both open hats would ring to 0.05 + 6000 / SR = 0.2375 s.
+    uncut = reference_mix(
+        midi,
+        [(0.05, opened, 1), (0.06, ride, 1), (0.07, opened, 1), (cut_time, closed, 1)],
+        normalise=False,
+    )
+    scale = audio[:cut] @ uncut[:cut] / (uncut[:cut] @ uncut[:cut])  # the render's normaliser
+    # Up to the closing note, the second open hat did not cut the first (same instrument).
+    np.testing.assert_allclose(audio[:cut], scale * uncut[:cut], atol=2e-6)
+    # After the fade the open hats are silent: the ride (no group) and the closed hat remain.
+    rest = scale * reference_mix(midi, [(0.06, ride, 1), (cut_time, closed, 1)], normalise=False)
+    np.testing.assert_allclose(audio[cut + fade :], rest[cut + fade :], atol=2e-6)
+    # Within the fade the two open hats' part (0.3 each) shrinks to nothing, without a jump.
+    hats = (audio - rest)[cut : cut + fade] / (scale * 2 * 0.3)
+    assert hats[0] <= 1.0 and np.all(np.diff(hats) < 0) and abs(hats[-1]) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "file_rate, pitch, file_hz",
+    [(48000, 0.0, 1000.0), (32000, 12.0, 500.0), (16000, -12.0, 2000.0)],
+    ids=["48kHz", "octave-up", "16kHz-octave-down"],
+)
+def test_samples_are_resampled_to_the_output_rate_and_pitched(tmp_path, file_rate, pitch, file_hz):
+    # A sine that sounds at 1 kHz once played at its rate and pitch: 10 ms of silence, 0.1 s.
+    lead, length = round(0.01 * file_rate), round(0.1 * file_rate)
+    speed = 2.0 ** (pitch / 12)
+    tone = np.concatenate(
+        [np.zeros(lead), 0.5 * np.sin(2 * np.pi * file_hz * np.arange(length) / file_rate)]
+    )
+    kit = write_kit(
+        tmp_path / "tone",
+        instrument(0, "Kick", layer("tone.wav", pitch=pitch)),
+        {"tone.wav": tone},
+        file_rate,
+    )
+    start = 0.25
+    audio = hydrogen.render_midi(drum_midi((36, start, 127)), kit, SR).astype(np.float64)
+    # At SR the tone starts 10 ms / speed after the note and lasts 0.1 s / speed.
+    onset = round(start * SR) + round(0.01 * SR / speed)
+    n = round(0.1 * SR / speed)
+    edge = 128  # the resampling filter rings this long (most at 8 -> 32 kHz)
+    assert np.max(np.abs(audio[: onset - edge])) < 2e-3
+    assert np.max(np.abs(audio[onset + n + edge :])) < 2e-3
+    inside = audio[onset + edge : onset + n - edge]
+    reference = np.sin(2 * np.pi * 1000.0 * np.arange(edge, n - edge) / SR)
+    np.testing.assert_allclose(inside / np.max(np.abs(inside)), reference, atol=2e-3)
+
+
+def test_render_latency_of_a_drumkit_is_its_samples_onset(tmp_path):
+    kit = write_kit(
+        tmp_path / "latency",
+        instrument(0, "Kick", layer("kick.wav"))
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("snare.wav"))
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Hat", layer("hat.wav")),
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    for kind, sample in (("KD", KICK), ("SD", SNARE), ("HH", HAT)):
+        expected = render.onset_sample(sample) / SR
+        assert render.render_latency(kit, kind, SR) == pytest.approx(expected, abs=1e-9)
+    assert render.render_latency(kit, "KD", SR) == pytest.approx(40 / SR, abs=1e-9)
+    with pytest.raises(ValueError, match="drums only"):
+        render.render_latency(kit, "piano", SR)
+    # render.render_midi re-maps, then plays the kit with hydrogen.render_midi.
+    midi = drum_midi((36, 0.1, 90), (42, 0.2, 90))
+    remapped = render.render_midi(drum_midi((36, 0.1, 90), (38, 0.2, 90)), kit, SR, {38: 42})
+    np.testing.assert_array_equal(remapped, hydrogen.render_midi(midi, kit, SR))
+
+
+def test_a_class_note_without_instrument_falls_back_other_notes_are_skipped(tmp_path):
+    kit = write_kit(
+        tmp_path / "fallback",
+        instrument(0, "Kick", layer("kick.wav"))  # 36
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("snare.wav"))  # 38
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Hat", layer("hat.wav")),  # 42
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    # 35 (KD), 40 and 37 (SD), 46 and 44 (HH) fall back; 49 (crash) and 60 have no instrument.
+    notes = [(35, 0.1, 100), (40, 0.2, 100), (37, 0.3, 100), (46, 0.4, 100), (44, 0.5, 100)]
+    midi = drum_midi(*notes, (49, 0.6, 100), (60, 0.65, 100))
+    piano = pretty_midi.Instrument(program=0)  # not a drum: a drumkit has no piano
+    piano.notes.append(pretty_midi.Note(100, 36, 0.15, 0.6))
+    midi.instruments.append(piano)
+    stand_in = {35: KICK, 40: SNARE, 37: SNARE, 46: HAT, 44: HAT}
+    expected = reference_mix(midi, [(t, stand_in[p], v / 127) for p, t, v in notes])
+    np.testing.assert_allclose(hydrogen.render_midi(midi, kit, SR), expected, atol=2e-6)
+
+    no_hats = write_kit(
+        tmp_path / "no-hats", instrument(0, "Kick", layer("k.wav")), {"k.wav": KICK}
+    )
+    hydrogen.render_midi(drum_midi((36, 0.1, 100)), no_hats, SR)  # no hi-hat note: fine
+    with pytest.raises(ValueError, match=r"'no-hats' .* has no instrument for HH"):
+        hydrogen.render_midi(drum_midi((36, 0.1, 100), (42, 0.2, 100)), no_hats, SR)
+
+
+def test_bad_kits_are_errors_that_name_the_file(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(empty / "drumkit.xml"))):
+        hydrogen.load_drumkit(str(empty))
+    with pytest.raises(FileNotFoundError, match=re.escape(str(empty / "drumkit.xml"))):
+        render.kit_source(str(empty))
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "drumkit.xml").write_text("<drumkit_info><instrumentList>")
+    with pytest.raises(ValueError, match=re.escape(f"{broken / 'drumkit.xml'} is not readable")):
+        render.kit_source(str(broken))
+
+    song = tmp_path / "song"
+    song.mkdir()
+    (song / "drumkit.xml").write_text("<song><instrumentList/></song>")
+    with pytest.raises(ValueError, match="is not a Hydrogen drumkit"):
+        hydrogen.load_drumkit(str(song))
+
+    missing = write_kit(tmp_path / "missing", instrument(0, "Kick", layer("gone.flac")), {})
+    hydrogen.load_drumkit(missing)  # samples are read when played
+    with pytest.raises(FileNotFoundError, match=re.escape(os.path.join(missing, "gone.flac"))):
+        hydrogen.render_midi(drum_midi((36, 0.1, 100)), missing, SR)
+
+
+def test_kit_source_kit_name_and_drums_only_know_every_kind_of_kit(tmp_path, monkeypatch):
+    kit = write_kit(tmp_path / "My Kit_v.1", instrument(0, "Kick", layer("k.wav")), {"k.wav": KICK})
+    assert render.kit_source(kit) == render.KitSource("hydrogen", kit)
+    assert render.drums_only(kit) and render.drums_only("hydrogen:Whatever")
+    assert not render.drums_only("fluidr3") and render.drums_only("blackpearl")
+    assert prepare_module.kit_name(kit) == "h2-my-kit-v-1"
+    assert prepare_module.kit_name(kit + os.sep) == "h2-my-kit-v-1"
+    assert prepare_module.kit_name("hydrogen:ForzeeStereo") == "h2-forzeestereo"
+    assert prepare_module.kit_name("hydrogen:The Black Pearl 1.0") == "h2-the-black-pearl-1-0"
+    assert prepare_module.kit_name("fluidr3") == "fluidr3"
+    assert prepare_module.kit_name("/x/My_Font.sf2") == "My_Font"
+
+    monkeypatch.setattr(render, "HYDROGEN_DRUMKITS", str(tmp_path))
+    assert render.kit_source("hydrogen:My Kit_v.1") == render.KitSource("hydrogen", kit)
+    with pytest.raises(FileNotFoundError, match="installed ones: My Kit_v.1"):
+        render.kit_source("hydrogen:Nope")
+    monkeypatch.setattr(render, "HYDROGEN_DRUMKITS", str(tmp_path / "not-installed"))
+    with pytest.raises(FileNotFoundError, match="sudo apt-get install hydrogen-drumkits"):
+        render.kit_source("hydrogen:ForzeeStereo")
+    with pytest.raises(ValueError, match="folder name"):
+        render.kit_source(f"hydrogen:{kit}")
+    with pytest.raises(ValueError, match="unknown kit 'casio'"):
+        render.kit_source("casio")
+    assert render.kit_source("timgm6mb") == render.KitSource("soundfont", render.KITS["timgm6mb"])
+
+
+def test_prepare_plans_a_drumkit_as_a_test_kit_and_the_cli_takes_it(tmp_path):
+    kit = write_kit(
+        tmp_path / "Tiny Kit",
+        instrument(0, "Kick", layer("kick.wav"))
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("snare.wav"))
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Hat", layer("hat.wav")),
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    plan = prepare_module.drum_sets(tmp_path / "out", None, kits=(kit,), procedural=3)
+    by_name = {spec.name: spec for spec in plan.sets}
+    assert sorted(by_name) == ["drums-test-h2-tiny-kit", "drums-train", "drums-validation"]
+    for source in by_name["drums-test-h2-tiny-kit"].sources:
+        assert f"{os.sep}h2-tiny-kit-{SR}{os.sep}" in source.audio_path
+        assert dict(source.latency) == pytest.approx({"KD": 40 / SR, "SD": 7 / SR, "HH": 0.0})
+
+    runner = CliRunner()
+    result = runner.invoke(prepare, ["piano", "--kits", f"fluidr3,{kit}", "--out", tmp_path])
+    assert result.exit_code == 2 and "has drums only" in result.output
+    result = runner.invoke(prepare, ["drums", "--kits", "hydrogen:../x", "--out", tmp_path])
+    assert result.exit_code == 2 and "folder name" in result.output
+    # A kit without a hi-hat cannot render HH labels: one line naming it, no traceback.
+    no_hat = write_kit(
+        tmp_path / "NoHat", instrument(0, "Kick", layer("kick.wav")), {"kick.wav": KICK}
+    )
+    args = ["drums", "--data-dir", "none", "--procedural", "3", "--no-progress"]
+    result = runner.invoke(prepare, [*args, "--kits", f"{no_hat}", "--out", tmp_path / "o"])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit
+    assert "NoHat" in result.output and "no instrument for" in result.output
+    assert "Traceback" not in result.output
+
+
+FORZEE = os.path.join(render.HYDROGEN_DRUMKITS, "ForzeeStereo")
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(FORZEE), reason="needs Debian's hydrogen-drumkits (ForzeeStereo)"
+)
+def test_forzee_stereo_renders_a_groove():
+    midi = grooves.generate_groove(3, grooves.GrooveConfig(bars=2))
+    audio = render.render_midi(midi, "hydrogen:ForzeeStereo", SR)
+    assert audio.dtype == np.float32
+    assert len(audio) == int(np.ceil((midi.get_end_time() + 1.0) * SR))
+    assert np.max(np.abs(audio)) == pytest.approx(1.0)
+    # An isolated kick sounds at its note time + the kit's KD latency (its sample's attack).
+    for kind in ("KD", "SD", "HH"):
+        note = render.LATENCY_PROBES[kind][0]
+        hit = render.render_midi(drum_midi((note, 0.3, 100)), "hydrogen:ForzeeStereo", SR)
+        latency = render.render_latency("hydrogen:ForzeeStereo", kind, SR)
+        assert 0.0 <= latency < 0.02
+        assert render.onset_sample(hit) == round(0.3 * SR) + round(latency * SR)
