@@ -48,7 +48,9 @@ just its sample's own attack.
 Loaded kits, and samples loaded and resampled per rate and pitch, are cached in the process: a
 render worker reads each sample file once. A sample file is read when a note first plays it, so
 a kit whose unused placeholder instruments name missing files (Millo_MultiLayered2) still
-renders, and a missing sample that is played raises an error naming it.
+renders. A missing sample that a note of a label class plays raises an error naming it (the
+label would be a hit nobody hears); one that another note plays is silence, as in Hydrogen, with
+a warning once per file (Millo_MultiLayered2's cowbell and placeholders, which GMD plays).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import dataclasses
 import functools
 import math
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 
@@ -338,6 +341,12 @@ def _sample(path: str, sample_rate: int, pitch: float) -> np.ndarray:
     return mono
 
 
+@functools.cache
+def _warn_missing(path: str) -> None:
+    message = f"the Hydrogen drumkit's sample {path} is missing; its notes are silent"
+    warnings.warn(message, stacklevel=3)  # where render_midi was called
+
+
 @dataclasses.dataclass
 class _Voice:
     start: int
@@ -363,7 +372,8 @@ def render_midi(
         1 (all zeros if silent). A note's sample starts at exactly ``round(time * sample_rate)``.
 
     Raises:
-        FileNotFoundError: no ``drumkit.xml``, or a sample file that a note plays is missing.
+        FileNotFoundError: no ``drumkit.xml``, or a sample file that a note of a label class
+            plays is missing.
         ValueError: unreadable ``drumkit.xml`` or sample; a note of a label class the kit has no
             instrument for (`instrument_for`).
     """
@@ -399,7 +409,14 @@ def render_midi(
         for component in instrument.components:
             layer = choose_layer(component, velocity)
             gain = velocity * layer.gain * component.gain * instrument.volume * instrument.gain
-            voice = _Voice(start, _sample(layer.path, sample_rate, layer.pitch), gain, instrument)
+            try:
+                audio = _sample(layer.path, sample_rate, layer.pitch)
+            except FileNotFoundError:
+                if note.pitch in GM_DRUM_TO_CLASS:
+                    raise  # its label would be a hit nobody hears
+                _warn_missing(layer.path)
+                continue
+            voice = _Voice(start, audio, gain, instrument)
             voices.append(voice)
             if group != _NO_MUTE_GROUP:
                 sounding[group].append(voice)

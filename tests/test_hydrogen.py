@@ -346,6 +346,21 @@ def test_bad_kits_are_errors_that_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape(os.path.join(missing, "gone.flac"))):
         hydrogen.render_midi(drum_midi((36, 0.1, 100)), missing, SR)
 
+    # A missing sample of a note outside the label classes (note 37 + 2 = 39, a hand clap) is
+    # silence, with a warning: the kick still renders exactly.
+    holes = write_kit(
+        tmp_path / "holes",
+        instrument(0, "Kick", layer("kick.wav"))
+        + instrument(1, "x", "")
+        + instrument(2, "x", "")
+        + instrument(3, "Clap", layer("clap-gone.flac")),
+        {"kick.wav": KICK},
+    )
+    midi = drum_midi((36, 0.1, 100), (39, 0.2, 100))
+    with pytest.warns(UserWarning, match="clap-gone.flac is missing"):
+        audio = hydrogen.render_midi(midi, holes, SR)
+    np.testing.assert_allclose(audio, reference_mix(midi, [(0.1, KICK, 100 / 127)]), atol=2e-6)
+
 
 def test_kit_source_kit_name_and_drums_only_know_every_kind_of_kit(tmp_path, monkeypatch):
     kit = write_kit(tmp_path / "My Kit_v.1", instrument(0, "Kick", layer("k.wav")), {"k.wav": KICK})
