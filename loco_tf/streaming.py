@@ -114,7 +114,9 @@ class CausalStreamer:
         feature_shape = model.get_layer("features").output.shape
         self.feature_shape = tuple(feature_shape[2:])
         self._encode = self._encoder_function()
-        self._recur = tf.function(self._recur_all, jit_compile=True)
+        # One trace with a free time axis; XLA still compiles each padded length once. Traced
+        # per length, the six lengths of a long file made TensorFlow warn of retracing.
+        self._recur = tf.function(self._recur_all, jit_compile=True, reduce_retracing=True)
         self._check(model)
         self.encoder_dtype = encoder_dtype
         if encoder_dtype == "bfloat16":
