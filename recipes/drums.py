@@ -158,6 +158,10 @@ class DrumTrainConfig:
             is multiplied by `reduce_lr_factor` (Keras' ReduceLROnPlateau, at most four
             times); 0 keeps it constant.
         reduce_lr_factor: that factor.
+        init_from: a drum model folder (`model.keras` + `model.json`, e.g. a finished run or
+            `saved_models/drums/3`) whose weights start the run: fine-tuning, e.g. on new kits
+            or recordings. Its classes, features and network sizes must be this run's; the
+            optimiser starts afresh. "" starts from the initialisers (eq. 15 bias).
         shuffle_buffer: segments in the shuffle buffer.
         stack_probability: extract stacking (§7.1) probability; counts supervision only.
         gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
@@ -199,6 +203,7 @@ class DrumTrainConfig:
     patience: int = 6
     reduce_lr_patience: int = 0
     reduce_lr_factor: float = 0.5
+    init_from: str = ""
     shuffle_buffer: int = 2048
     stack_probability: float = 0.0
     gain_db: float = 0.0
@@ -921,6 +926,31 @@ class TrainResult:
     history: list[dict[str, float]]
 
 
+def _start_from(model: keras.Model, config: DrumTrainConfig, feature_config) -> None:
+    """Sets `model`'s weights to those of the trained model `config.init_from`."""
+    keras_path, json_path = model_files(config.init_from)
+    with open(json_path, encoding="utf-8") as file:
+        description = json.load(file)
+    if FeatureConfig.from_dict(description["feature_config"]) != feature_config:
+        raise ValueError(
+            f"--init-from {config.init_from}: its features are not the data's "
+            f"({description['feature_config']} vs {feature_config.to_dict()})"
+        )
+    if list(description["classes"]) != list(config.classes):
+        raise ValueError(
+            f"--init-from {config.init_from}: its classes {description['classes']} are not "
+            f"this run's {list(config.classes)}"
+        )
+    source = keras.saving.load_model(keras_path, compile=False)
+    try:
+        model.set_weights(source.get_weights())
+    except ValueError as error:
+        raise ValueError(
+            f"--init-from {config.init_from}: its network is not this run's (--filters, "
+            f"--lstm-units, --dense-units, --per-instrument and --band-size must match): {error}"
+        ) from None
+
+
 def fit_resumably(
     model: keras.Model,
     out: Path,
@@ -1083,6 +1113,9 @@ def train(
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision), strategy.scope():
         model = build_drum_model(config, feature_config)
+        if config.init_from:
+            # A resumed run's backup or checkpoint replaces these weights later.
+            _start_from(model, config, feature_config)
         if config.supervision == "counts":
             loss, metrics = LocoLoss(k_max=config.k_max), [count_error]
         else:

@@ -55,6 +55,8 @@ _HELP = {
     "reduce_lr_patience": "Halve (--reduce-lr-factor) the learning rate after this many "
     "epochs without a better validation loss, at most four times (0: constant).",
     "reduce_lr_factor": "Factor of --reduce-lr-patience.",
+    "init_from": "Start from the weights of this trained drum model folder (fine-tuning, e.g. "
+    "saved_models/drums/3 on new kits); classes, features and network sizes must match.",
     "shuffle_buffer": "Segments in the shuffle buffer.",
     "stack_probability": "Extract stacking probability (two segments played at once, counts "
     "added; counts supervision only).",

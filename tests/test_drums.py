@@ -308,6 +308,26 @@ def test_a_finished_run_rerun_with_more_epochs_trains_on(data, tmp_path):
     assert third.epochs == []
 
 
+@pytest.mark.slow
+def test_a_run_can_start_from_a_trained_models_weights(model_dir, data, tmp_path):
+    source = keras.saving.load_model(model_dir / drums.MODEL_FILE, compile=False)
+    config = tiny_config(
+        data["dir"], tmp_path / "tuned", epochs=1, steps_per_epoch=1, init_from=str(model_dir)
+    )
+    record = Record()
+    drums.train(config, callbacks=[record], verbose=0, log=lambda message: None)
+    for started, trained in zip(record.start_weights, source.get_weights(), strict=True):
+        np.testing.assert_array_equal(started, trained)
+    assert record.start_iterations == 0  # the optimiser starts afresh
+    # A network of other sizes, or other classes, is refused with the option's name.
+    other = tiny_config(data["dir"], tmp_path / "a", lstm_units=6, init_from=str(model_dir))
+    with pytest.raises(ValueError, match="--init-from .* network is not this run's"):
+        drums.train(other, verbose=0)
+    other = tiny_config(data["dir"], tmp_path / "b", classes=("KD", "SD"), init_from=str(model_dir))
+    with pytest.raises(ValueError, match="--init-from .* classes"):
+        drums.train(other, verbose=0)
+
+
 def dataclasses_replace(config, **changes):
     return drums.dataclasses.replace(config, **changes)
 
