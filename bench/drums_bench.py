@@ -7,8 +7,9 @@ frames x 80 mel x 2 channels) with `LocoLoss(k_max=31)` (counts) and with the tw
 `FrameCrossEntropy` (frame targets), and the per-instrument variant (three 1-class networks)
 with `LocoLoss`; median of interleaved repeats. Target: LoCo <= 1.1 x the twin.
 
-Inference: a WAV file of noise at 44.1 kHz (a user's usual rate, so resampling is included),
-transcribed the way `loco predict` does it (`DrumTranscriber.transcribe`: read, resample,
+Inference: a stereo 16-bit WAV file of noise at 44.1 kHz (a user's usual file: the down-mix and
+resampling are included), transcribed the way `loco predict` does it
+(`DrumTranscriber.transcribe`: read, down-mix, resample,
 log-mel features, chunked causal network, peak picking), and its two halves alone: the front end
 (`audio_feature_blocks`, against its baseline, the same features from
 `librosa.feature.melspectrogram`) and the network on precomputed features
@@ -99,7 +100,8 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
     model = build_drum_model(DrumTrainConfig(), config)
     transcriber = DrumTranscriber(model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3)
     rate = 44100
-    audio = np.random.default_rng(0).normal(0, 0.1, int(audio_seconds * rate)).astype(np.float32)
+    samples = (int(audio_seconds * rate), 2)  # stereo, as a user's recordings usually are
+    audio = np.random.default_rng(0).normal(0, 0.1, samples).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "noise.wav")
         soundfile.write(path, audio, rate, subtype="PCM_16")
@@ -170,7 +172,7 @@ def main() -> None:
     for name, seconds in steps.items():
         print(f"  {name:<32} {1000 * seconds:8.1f} {seconds / twin:14.3f}")
     print(f"  LoCo / twin = {loco / twin:.3f} (target <= 1.1)")
-    print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz audio:")
+    print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz stereo audio:")
     print(f"  {'stage':<40} {'x real time':>12}")
     for name, ratio in speed.items():
         print(f"  {name:<40} {ratio:12.0f}")
