@@ -1001,6 +1001,8 @@ def fit_resumably(
         else:
             fit = True
             log(f"Extending {out} from {len(previous)} to {epochs} epochs")
+            # Unfinished again: interrupted, the extension resumes like any run.
+            (out / _FIT_DONE).unlink()
             if not (out / _BACKUP).is_dir():
                 # A run saved before backups were kept: on from its best checkpoint (weights
                 # and optimiser state), numbering epochs on from its history.

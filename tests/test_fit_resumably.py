@@ -51,8 +51,20 @@ def test_extending_a_finished_run_trains_on_from_its_backup(tmp_path):
     assert seen == [0, 1] and (tmp_path / "backup").is_dir()
     again, history, seen = fit(tmp_path, 2)
     assert seen == []  # finished: nothing is fitted
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt  # a Ctrl-C once the extension's first epoch is backed up
+
+    model, train, validation = model_and_data()
+    with pytest.raises(KeyboardInterrupt):
+        drums.fit_resumably(
+            model, tmp_path, train, validation, epochs=4, steps_per_epoch=2,
+            validation_steps=None, patience=10, backup_every=None, tensorboard=False,
+            callbacks=[Stop()], verbose=0, log=lambda message: None,
+        )  # fmt: skip
+    assert not (tmp_path / "fit-complete.json").exists()  # unfinished again
     extended, history, seen = fit(tmp_path, 4)
-    assert seen == [2, 3]
+    assert seen == [3]  # resumed after epoch 2, like any interrupted run
     assert int(extended.optimizer.iterations) == 8  # 2 steps x 4 epochs: Adam's state went on
     assert [int(row["epoch"]) for row in history] == [0, 1, 2, 3]
     assert not np.allclose(extended.get_weights()[0], weights[0])
