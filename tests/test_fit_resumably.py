@@ -51,6 +51,7 @@ def test_extending_a_finished_run_trains_on_from_its_backup(tmp_path):
     assert seen == [0, 1] and (tmp_path / "backup").is_dir()
     again, history, seen = fit(tmp_path, 2)
     assert seen == []  # finished: nothing is fitted
+
     class Stop(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             raise KeyboardInterrupt  # a Ctrl-C once the extension's first epoch is backed up
