@@ -267,9 +267,10 @@ def test_samples_are_resampled_to_the_output_rate_and_pitched(tmp_path, file_rat
     np.testing.assert_allclose(inside / np.max(np.abs(inside)), reference, atol=2e-3)
 
 
-def test_render_latency_of_a_drumkit_is_its_samples_onset(tmp_path):
-    kit = write_kit(
-        tmp_path / "latency",
+def three_piece_kit(folder):
+    """KICK on note 36, SNARE on 38 and HAT on 42 (by position), placeholders between."""
+    return write_kit(
+        folder,
         instrument(0, "Kick", layer("kick.wav"))
         + instrument(1, "x", "")
         + instrument(2, "Snare", layer("snare.wav"))
@@ -279,6 +280,10 @@ def test_render_latency_of_a_drumkit_is_its_samples_onset(tmp_path):
         + instrument(6, "Hat", layer("hat.wav")),
         {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
     )
+
+
+def test_render_latency_of_a_drumkit_is_its_samples_onset(tmp_path):
+    kit = three_piece_kit(tmp_path / "latency")
     for kind, sample in (("KD", KICK), ("SD", SNARE), ("HH", HAT)):
         expected = render.onset_sample(sample) / SR
         assert render.render_latency(kit, kind, SR) == pytest.approx(expected, abs=1e-9)
@@ -389,17 +394,7 @@ def test_kit_source_kit_name_and_drums_only_know_every_kind_of_kit(tmp_path, mon
 
 
 def test_prepare_plans_a_drumkit_as_a_test_kit_and_the_cli_takes_it(tmp_path):
-    kit = write_kit(
-        tmp_path / "Tiny Kit",
-        instrument(0, "Kick", layer("kick.wav"))
-        + instrument(1, "x", "")
-        + instrument(2, "Snare", layer("snare.wav"))
-        + instrument(3, "x", "")
-        + instrument(4, "x", "")
-        + instrument(5, "x", "")
-        + instrument(6, "Hat", layer("hat.wav")),
-        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
-    )
+    kit = three_piece_kit(tmp_path / "Tiny Kit")
     plan = prepare_module.drum_sets(tmp_path / "out", None, kits=(kit,), procedural=3)
     by_name = {spec.name: spec for spec in plan.sets}
     assert sorted(by_name) == ["drums-test-h2-tiny-kit", "drums-train", "drums-validation"]
