@@ -30,7 +30,7 @@ def test_shipped_model_finds_the_hits_of_a_new_groove(tmp_path):
     transcription = DrumTranscriber.load(path).transcribe(wav)
     scores = evaluate_onsets([references], [transcription.times], classes)
     overall = scores.scores[(0.05, "all")]
-    # The model card reports micro F1 90.8 % on GMD test performances with this kit; a procedural
+    # The model cards report micro F1 above 90 % on GMD test performances with this kit; procedural
     # groove (with fills and ghost notes) is a different distribution, so the bar is lower.
     assert overall.f1 >= 0.7, scores.table()
     # bfloat16 convolutions (`loco predict --bfloat16`): p(t) near float32's, the same score.
