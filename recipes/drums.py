@@ -1115,8 +1115,9 @@ def train(
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision), strategy.scope():
         model = build_drum_model(config, feature_config)
-        if config.init_from:
-            # A resumed run's backup or checkpoint replaces these weights later.
+        if config.init_from and not _read_history(out / _HISTORY):
+            # Only for a run that has not trained an epoch: a resumed or finished one has its
+            # own weights (from its backup or checkpoint).
             _start_from(model, config, feature_config)
         if config.supervision == "counts":
             loss, metrics = LocoLoss(k_max=config.k_max), [count_error]
