@@ -69,6 +69,7 @@ from loco_tf.pipelines.digits import (
 from loco_tf.recipes.drums import (
     count_error,
     fit_resumably,
+    load_checkpoint,
     manifest_path,
     newest_version,
     prepare_run_folder,
@@ -556,9 +557,7 @@ def train(
         log=log,
     )
     if (out / _BEST).is_file():
-        if not model.optimizer.built:  # a finished run, reused: the checkpoint has its state
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(out / _BEST)
+        load_checkpoint(model, out / _BEST)
 
     log(f"Scoring on {validation_manifest.name} ...")
     detector = DigitDetector(model, network, config.threshold)

@@ -951,6 +951,14 @@ def _start_from(model: keras.Model, config: DrumTrainConfig, feature_config) -> 
         ) from None
 
 
+def load_checkpoint(model: keras.Model, path: PathLike) -> None:
+    """Loads a `.keras` checkpoint's weights and optimiser state into `model` (its optimiser
+    is built first when it has not trained yet, so the state has variables to go to)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+
+
 def fit_resumably(
     model: keras.Model,
     out: Path,
@@ -1006,9 +1014,7 @@ def fit_resumably(
             if not (out / _BACKUP).is_dir():
                 # A run saved before backups were kept: on from its best checkpoint (weights
                 # and optimiser state), numbering epochs on from its history.
-                if not model.optimizer.built:
-                    model.optimizer.build(model.trainable_variables)
-                model.load_weights(out / _BEST)
+                load_checkpoint(model, out / _BEST)
                 initial_epoch = len(previous)
                 log(f"(no backup of its last epoch: from {out / _BEST})")
     if fit:
@@ -1112,10 +1118,11 @@ def train(
     out = prepare_run_folder(
         own.out, own.to_dict(), DrumTrainConfig().to_dict(), _RESUMABLE_CHANGES, overwrite
     )
+    done = len(_read_history(out / _HISTORY))  # epochs trained before this call
     keras.utils.set_random_seed(config.seed)
     with precision(config.mixed_precision), strategy.scope():
         model = build_drum_model(config, feature_config)
-        if config.init_from and not _read_history(out / _HISTORY):
+        if config.init_from and not done:
             # Only for a run that has not trained an epoch: a resumed or finished one has its
             # own weights (from its backup or checkpoint).
             _start_from(model, config, feature_config)
@@ -1131,7 +1138,6 @@ def train(
         )
     # A resumed run draws new windows, shuffles and colourings: restarted with the run's own
     # seed, the training stream would replay its first epochs.
-    done = len(_read_history(out / _HISTORY))
     data_config = dataclasses.replace(config, seed=config.seed + 1000 * done) if done else config
     train_data, validation_data = datasets(data_config, train_manifest, validation_manifest)
     validation_steps = config.validation_steps
@@ -1169,9 +1175,7 @@ def train(
         shutil.rmtree(out, ignore_errors=True)
         return TrainResult(out, {}, None, [], history)
     if (out / _BEST).is_file():
-        if not model.optimizer.built:  # a finished run, reused: the checkpoint has its state
-            model.optimizer.build(model.trainable_variables)
-        model.load_weights(out / _BEST)
+        load_checkpoint(model, out / _BEST)
 
     log("Tuning the decoding on the validation files ...")
     files = manifest_files(validation_manifest, config.classes)
