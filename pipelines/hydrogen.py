@@ -26,8 +26,10 @@ kick, a snare and a closed hi-hat in Audiophob, ColomboAcousticDrumkit, ForzeeSt
 Millo-Drums_v.1, Millo_MultiLayered2, Millo_MultiLayered3 (but its 38 is a roll: four strokes a
 note), The Black Pearl 1.0 and rumpf_kit_z01_h2; not in BJA_Pacific (38 a closed hi-hat, 42 a
 crash), ElectricEmpireKit (36 to 47 are kicks), HardElectro1 (38 a kick) or VariBreaks (38 a
-kick, 42 a tom), and Gimme A Hand and circAfrique are hand percussion. Rendering GM drums with
-those would label a hi-hat SD.
+kick, 42 a tom), and Gimme A Hand and circAfrique are hand percussion. Rendered by position,
+those four would label a hi-hat SD, so `GM_LAYOUTS` lays them out by instrument name instead:
+a kit whose ``<name>`` is a key there is played by that table alone (a name it lists that the
+kit lacks is an error), with the class stand-ins above for the notes it leaves out.
 
 Rendering (`render_midi`), Hydrogen's sampler reduced to what a drum render needs: every drum
 note-on plays, from its first sample, the layer its velocity picks (the first whose range holds
@@ -89,6 +91,38 @@ CLASS_NOTES: dict[str, tuple[int, ...]] = {
 """Per label class, the notes whose instrument stands in for a class note the kit has no
 instrument for, in order of preference; the first is the class's probe note
 (`render.LATENCY_PROBES`)."""
+
+# fmt: off
+GM_LAYOUTS: dict[str, dict[int, str]] = {
+    "BJA_Pacific": {
+        36: "BassDrum", 38: "Snare", 40: "Snare Dry",
+        42: "Hi Hat Closed", 44: "Hi Hat Free", 46: "Hi Hat Opened",
+        41: "Floor Tom", 43: "Floor Tom", 45: "Tom", 47: "Tom", 48: "Tom", 50: "Tom",
+        49: "Crash Left", 57: "Crash Right", 52: "Crash Right", 55: "Crash Left",
+        51: "Ride", 59: "Ride 2", 53: "Ride Bell",
+    },
+    "VariBreaks": {
+        36: "VariBreaks Kick 1", 35: "VariBreaks Kick 2", 38: "VariBreaks Snare 1",
+        40: "VariBreaks Snare 2", 37: "VariBreaks Snare 3",
+        42: "VariBreaks Hat 1 Cl", 44: "VariBreaks Hat 1 Pd", 46: "VariBreaks Hat 1 Op",
+        41: "VariBreaks Tom Low", 43: "VariBreaks Tom Low", 45: "VariBreaks Tom Mid",
+        47: "VariBreaks Tom Mid", 48: "VariBreaks Tom Hi", 50: "VariBreaks Tom Hi",
+    },
+    "ElectricEmpireKit": {
+        36: "Kick Hard 1", 35: "Kick Low 1", 38: "Snare 1", 40: "Snare 2", 37: "Click",
+        39: "Clap", 42: "Hat Closed Bs", 44: "Hat Closed Dirty", 46: "Hat Op Dirty",
+        41: "Drum 1", 43: "Drum 1", 45: "Drum 2", 47: "Drum 2", 48: "Conga 1", 50: "Conga 2",
+    },
+    "HardElectro1": {
+        36: "Kick 1", 35: "Kick 2", 38: "Snare", 39: "Clap 1", 40: "Snare",
+        42: "Closed HH 1", 44: "Closed HH 2", 46: "Open HH",
+    },
+}
+# fmt: on
+"""Drumkit ``<name>`` -> General MIDI note -> instrument ``<name>``, for Debian's drumkits whose
+instruments are not in GM order (module docstring). Each plays its own kick, snare and hi-hats
+on the class notes (`CLASS_NOTES`), toms and cymbals on theirs where it has them (a kit without
+cymbals leaves their notes silent); a hi-hat mute group is the kit's own (VariBreaks has one)."""
 
 _NO_MUTE_GROUP = -1
 _DEFAULT_NOTE_OFFSET = 36  # Hydrogen's MIDI input: note 36 plays the first instrument.
@@ -207,11 +241,12 @@ def _load_drumkit(folder: str) -> Drumkit:
         for element in instrument_list.iterfind("instrument")
     ]
     instruments = tuple(instrument for instrument in by_position if instrument is not None)
+    name = root.findtext("name", os.path.basename(folder)).strip()
     return Drumkit(
-        name=root.findtext("name", os.path.basename(folder)).strip(),
+        name=name,
         folder=folder,
         instruments=instruments,
-        notes=_note_map(by_position),
+        notes=_note_map(by_position, GM_LAYOUTS.get(name), path),
     )
 
 
@@ -275,9 +310,21 @@ def _instrument(
     )
 
 
-def _note_map(by_position: list[Instrument | None]) -> dict[int, Instrument]:
-    """MIDI note -> instrument; ``by_position`` holds None where an instrument has no sample."""
+def _note_map(
+    by_position: list[Instrument | None], layout: Mapping[int, str] | None, path: str
+) -> dict[int, Instrument]:
+    """MIDI note -> instrument; ``by_position`` holds None where an instrument has no sample,
+    ``layout`` is the kit's `GM_LAYOUTS` entry if it has one."""
     instruments = [instrument for instrument in by_position if instrument is not None]
+    if layout is not None:
+        by_name = {instrument.name: instrument for instrument in instruments}
+        missing = sorted(set(layout.values()) - set(by_name))
+        if missing:
+            raise KitError(
+                f"{path}: the kit's GM layout (hydrogen.GM_LAYOUTS) plays instruments it has "
+                f"no sample for: {', '.join(missing)}"
+            )
+        return {note: by_name[name] for note, name in layout.items()}
     out_notes = {i.midi_out_note for i in instruments if i.midi_out_note is not None}
     notes: dict[int, Instrument] = {}
     if len(out_notes) > 1:
