@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from loco_tf.pipelines import grooves, hydrogen, render
+from loco_tf.pipelines import grooves, hydrogen, readers, render
 from loco_tf.pipelines import prepare as prepare_module
 from loco_tf.recipes.prepare_cli import prepare
 
@@ -324,6 +324,42 @@ def test_a_class_note_without_instrument_falls_back_other_notes_are_skipped(tmp_
     hydrogen.render_midi(drum_midi((36, 0.1, 100)), no_hats, SR)  # no hi-hat note: fine
     with pytest.raises(ValueError, match=r"'no-hats' .* has no instrument for HH"):
         hydrogen.render_midi(drum_midi((36, 0.1, 100), (42, 0.2, 100)), no_hats, SR)
+
+
+def test_a_gm_layout_plays_a_kit_by_instrument_name_not_position(tmp_path, monkeypatch):
+    # By position 36 would be the hat, 37 the kick and 38 the snare: the layout overrides it.
+    kit = write_kit(
+        tmp_path / "LayoutKit",
+        instrument(0, "Hat", layer("hat.wav"))
+        + instrument(1, "Kick", layer("kick.wav"))
+        + instrument(2, "Snare", layer("snare.wav")),
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    monkeypatch.setitem(hydrogen.GM_LAYOUTS, "LayoutKit", {36: "Kick", 38: "Snare", 42: "Hat"})
+    # 36, 38, 42 by name; 37 (SD) and 46 (HH) fall back to the class's instrument; 45 (a tom)
+    # is not in the layout: silent.
+    notes = [(36, 0.1, 100), (38, 0.2, 90), (42, 0.3, 80), (37, 0.4, 70), (46, 0.5, 60)]
+    midi = drum_midi(*notes, (45, 0.6, 100))
+    sample = {36: KICK, 38: SNARE, 42: HAT, 37: SNARE, 46: HAT}
+    expected = reference_mix(midi, [(t, sample[p], v / 127) for p, t, v in notes])
+    np.testing.assert_allclose(hydrogen.render_midi(midi, kit, SR), expected, atol=2e-6)
+
+    wrong = write_kit(tmp_path / "WrongKit", instrument(0, "Kick", layer("k.wav")), {"k.wav": KICK})
+    monkeypatch.setitem(hydrogen.GM_LAYOUTS, "WrongKit", {36: "Kick", 38: "Snare", 42: "Hats"})
+    with pytest.raises(ValueError, match="no sample for: Hats, Snare"):
+        hydrogen.load_drumkit(wrong)
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(render.HYDROGEN_DRUMKITS), reason="needs Debian's hydrogen-drumkits"
+)
+@pytest.mark.parametrize("name", sorted(hydrogen.GM_LAYOUTS))
+def test_debians_non_gm_kits_play_the_classes_on_their_notes(name):
+    kit = hydrogen.load_drumkit(os.path.join(render.HYDROGEN_DRUMKITS, name))
+    words = {"KD": ("kick", "bassdrum"), "SD": ("snare", "click"), "HH": ("hat", "hh")}
+    for note, drum_class in readers.GM_DRUM_TO_CLASS.items():
+        played = hydrogen.instrument_for(kit, note).name.lower().replace(" ", "")
+        assert any(word in played for word in words[drum_class]), (note, played)
 
 
 def test_bad_kits_are_errors_that_name_the_file(tmp_path):
