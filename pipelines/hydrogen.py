@@ -358,6 +358,35 @@ def instrument_for(kit: Drumkit, note: int) -> Instrument | None:
     )
 
 
+CLASS_WORDS: dict[str, tuple[str, ...]] = {
+    "KD": ("kick", "bass", "bd"),
+    "SD": ("snare", "sd"),
+    "HH": ("hat", "hh"),
+}
+"""Per label class, words one of which the name of the instrument on its first `CLASS_NOTES`
+note has in a kit in GM order (lower case, spaces and hyphens dropped)."""
+
+
+def gm_order_doubts(kit: Drumkit) -> list[str]:
+    """The label classes whose note plays an instrument not named like the class.
+
+    Every Debian kit in GM order (or laid out by `GM_LAYOUTS`) names its kick, snare and hi-hat
+    so; hand percussion kits (Gimme A Hand: a cajon on 36, maracas on 38, a bongo on 42) do not.
+    A name is only a hint, so this is for a warning: e.g. ``["KD: note 36 plays 'Cajon Thump'"]``.
+    """
+    doubts = []
+    for drum_class, words in CLASS_WORDS.items():
+        note = CLASS_NOTES[drum_class][0]
+        try:
+            instrument = instrument_for(kit, note)
+        except KitError:
+            continue  # rendering a note of the class says so
+        name = instrument.name.lower().replace(" ", "").replace("-", "")
+        if not any(word in name for word in words):
+            doubts.append(f"{drum_class}: note {note} plays {instrument.name!r}")
+    return doubts
+
+
 def choose_layer(component: Component, velocity: float) -> Layer:
     """The first layer whose range holds ``velocity`` (in [0, 1]), else the nearest one."""
     for layer in component.layers:

@@ -283,11 +283,13 @@ class PrepareConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What a builder found: the sets to write, and input files it already had to skip."""
+    """What a builder found: the sets to write, input files it already had to skip, lines to
+    show (`notes`) and warnings about its inputs (e.g. a kit's layout)."""
 
     sets: tuple[SetSpec, ...]
     skipped: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -321,10 +323,12 @@ class SetReport:
 
 @dataclasses.dataclass
 class Report:
-    """A run: its sets, and the input files skipped before any set was processed."""
+    """A run: its sets, and the input files skipped and warnings given before any set was
+    processed."""
 
     sets: list[SetReport]
     skipped: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -335,7 +339,7 @@ class Report:
     @property
     def all_warnings(self) -> list[str]:
         """Every warning of the run."""
-        return [line for s in self.sets for line in s.warnings]
+        return [*self.warnings, *(line for s in self.sets for line in s.warnings)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -819,9 +823,11 @@ def prepare_sets(
     start = time.perf_counter()
     for line in plan.notes:
         log(line)
+    for line in plan.warnings:
+        log(f"warning: {line}")
     for line in plan.skipped:
         log(f"skipped: {line}")
-    report = Report(sets=[], skipped=list(plan.skipped))
+    report = Report(sets=[], skipped=list(plan.skipped), warnings=list(plan.warnings))
     with Workers(config.workers) as workers:
         for spec in plan.sets:
             report.sets.append(prepare_set(spec, out_dir, config, log, workers))
@@ -1024,7 +1030,10 @@ def drum_sets(
         raise ValueError("at least one kit is needed")
     out_dir = os.fspath(out_dir)
     latency = _latencies(kits, train_kits, DRUM_CLASSES, sample_rate)
+    from loco_tf.pipelines.render import gm_order_warning
+
     skipped, notes = [], []
+    kit_warnings = [gm_order_warning(kit) for kit in dict.fromkeys([*kits, *(train_kits or ())])]
     if gmd_found(data_dir):
         dataset = "gmd"
         info_csv = os.path.join(data_dir, "info.csv")
@@ -1089,7 +1098,7 @@ def drum_sets(
         sample_rate,
         train_kits,
     )
-    return Plan(tuple(sets), tuple(skipped), tuple(notes))
+    return Plan(tuple(sets), tuple(skipped), tuple(notes), tuple(filter(None, kit_warnings)))
 
 
 def piano_sets(

@@ -240,6 +240,21 @@ def kit_source(kit: str) -> KitSource:
     return KitSource("soundfont", path)
 
 
+def gm_order_warning(kit: str) -> str | None:
+    """A warning for a Hydrogen kit whose kick, snare or hi-hat note plays an instrument not
+    named like one (`hydrogen.gm_order_doubts`), else None; SoundFonts are in GM order."""
+    folder = hydrogen_folder(kit)
+    if folder is None:
+        return None
+    doubts = hydrogen.gm_order_doubts(hydrogen.load_drumkit(folder))
+    if not doubts:
+        return None
+    return (
+        f"kit {kit}: {'; '.join(doubts)}. Is it in General MIDI order? The labels "
+        "come from the notes; a kit that is not needs a layout (hydrogen.GM_LAYOUTS)"
+    )
+
+
 def remap_drum_notes(
     midi: pretty_midi.PrettyMIDI, drum_remap: Mapping[int, int]
 ) -> pretty_midi.PrettyMIDI:

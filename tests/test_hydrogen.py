@@ -434,6 +434,7 @@ def test_prepare_plans_a_drumkit_as_a_test_kit_and_the_cli_takes_it(tmp_path):
     plan = prepare_module.drum_sets(tmp_path / "out", None, kits=(kit,), procedural=3)
     by_name = {spec.name: spec for spec in plan.sets}
     assert sorted(by_name) == ["drums-test-h2-tiny-kit", "drums-train", "drums-validation"]
+    assert plan.warnings == ()  # Kick, Snare, Hat: named like the classes
     for source in by_name["drums-test-h2-tiny-kit"].sources:
         assert f"{os.sep}h2-tiny-kit-{SR}{os.sep}" in source.audio_path
         assert dict(source.latency) == pytest.approx({"KD": 40 / SR, "SD": 7 / SR, "HH": 0.0})
@@ -452,6 +453,27 @@ def test_prepare_plans_a_drumkit_as_a_test_kit_and_the_cli_takes_it(tmp_path):
     assert result.exit_code == 1 and result.exception.__class__ is SystemExit
     assert "NoHat" in result.output and "no instrument for" in result.output
     assert "Traceback" not in result.output
+
+    # A kit not in GM order by its names (hand percussion) is prepared, with a warning.
+    hands = write_kit(
+        tmp_path / "Hands",
+        instrument(0, "Cajon", layer("kick.wav"))
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("snare.wav"))
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Bongo Lo", layer("hat.wav")),
+        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
+    )
+    assert hydrogen.gm_order_doubts(hydrogen.load_drumkit(hands)) == [
+        "KD: note 36 plays 'Cajon'",
+        "HH: note 42 plays 'Bongo Lo'",
+    ]
+    result = runner.invoke(prepare, [*args, "--kits", hands, "--out", tmp_path / "h"])
+    assert result.exit_code == 0, result.output
+    warning = f"warning: kit {hands}: KD: note 36 plays 'Cajon'; HH: note 42 plays 'Bongo Lo'."
+    assert warning in result.output and "warnings: 1 (listed above)" in result.output
 
 
 FORZEE = os.path.join(render.HYDROGEN_DRUMKITS, "ForzeeStereo")
