@@ -267,17 +267,18 @@ def test_samples_are_resampled_to_the_output_rate_and_pitched(tmp_path, file_rat
     np.testing.assert_allclose(inside / np.max(np.abs(inside)), reference, atol=2e-3)
 
 
-def three_piece_kit(folder):
-    """KICK on note 36, SNARE on 38 and HAT on 42 (by position), placeholders between."""
+def three_piece_kit(folder, names=("Kick", "Snare", "Hat")):
+    """KICK on note 36, SNARE on 38 and HAT on 42 (by position), placeholders between; the
+    instruments are called `names`."""
     return write_kit(
         folder,
-        instrument(0, "Kick", layer("kick.wav"))
+        instrument(0, names[0], layer("kick.wav"))
         + instrument(1, "x", "")
-        + instrument(2, "Snare", layer("snare.wav"))
+        + instrument(2, names[1], layer("snare.wav"))
         + instrument(3, "x", "")
         + instrument(4, "x", "")
         + instrument(5, "x", "")
-        + instrument(6, "Hat", layer("hat.wav")),
+        + instrument(6, names[2], layer("hat.wav")),
         {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
     )
 
@@ -297,17 +298,7 @@ def test_render_latency_of_a_drumkit_is_its_samples_onset(tmp_path):
 
 
 def test_a_class_note_without_instrument_falls_back_other_notes_are_skipped(tmp_path):
-    kit = write_kit(
-        tmp_path / "fallback",
-        instrument(0, "Kick", layer("kick.wav"))  # 36
-        + instrument(1, "x", "")
-        + instrument(2, "Snare", layer("snare.wav"))  # 38
-        + instrument(3, "x", "")
-        + instrument(4, "x", "")
-        + instrument(5, "x", "")
-        + instrument(6, "Hat", layer("hat.wav")),  # 42
-        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
-    )
+    kit = three_piece_kit(tmp_path / "fallback")  # 36, 38, 42
     # 35 (KD), 40 and 37 (SD), 46 and 44 (HH) fall back; 49 (crash) and 60 have no instrument.
     notes = [(35, 0.1, 100), (40, 0.2, 100), (37, 0.3, 100), (46, 0.4, 100), (44, 0.5, 100)]
     midi = drum_midi(*notes, (49, 0.6, 100), (60, 0.65, 100))
@@ -455,17 +446,7 @@ def test_prepare_plans_a_drumkit_as_a_test_kit_and_the_cli_takes_it(tmp_path):
     assert "Traceback" not in result.output
 
     # A kit not in GM order by its names (hand percussion) is prepared, with a warning.
-    hands = write_kit(
-        tmp_path / "Hands",
-        instrument(0, "Cajon", layer("kick.wav"))
-        + instrument(1, "x", "")
-        + instrument(2, "Snare", layer("snare.wav"))
-        + instrument(3, "x", "")
-        + instrument(4, "x", "")
-        + instrument(5, "x", "")
-        + instrument(6, "Bongo Lo", layer("hat.wav")),
-        {"kick.wav": KICK, "snare.wav": SNARE, "hat.wav": HAT},
-    )
+    hands = three_piece_kit(tmp_path / "Hands", names=("Cajon", "Snare", "Bongo Lo"))
     assert hydrogen.gm_order_doubts(hydrogen.load_drumkit(hands)) == [
         "KD: note 36 plays 'Cajon'",
         "HH: note 42 plays 'Bongo Lo'",
