@@ -119,7 +119,8 @@ _HISTORY = "history.csv"
 _BEST = "best.keras"
 _BACKUP = "backup"
 _RESUMABLE_CHANGES = {
-    "out", "strategy", "epochs", "patience", "reduce_lr_patience", "reduce_lr_factor"
+    "out", "strategy", "epochs", "patience", "reduce_lr_patience", "reduce_lr_factor",
+    "average_weight",
 }  # fmt: skip
 
 
@@ -162,6 +163,11 @@ class DrumTrainConfig:
             `saved_models/drums/3`) whose weights start the run: fine-tuning, e.g. on new kits
             or recordings. Its classes, features and network sizes must be this run's; the
             optimiser starts afresh. "" starts from the initialisers (eq. 15 bias).
+        average_weight: w > 0 saves the model as (1 - w) x the run's best weights + w x
+            `init_from`'s, element-wise: weight-space ensembling of a fine-tuned model with the
+            one it started from (as WiSE-FT, Wortsman et al. 2022), which keeps more of the
+            start's robustness. The decoding is tuned for the average; `best.keras` keeps the
+            run's own weights. 0 saves the best weights. It may be added to a finished run.
         shuffle_buffer: segments in the shuffle buffer.
         stack_probability: extract stacking (§7.1) probability; counts supervision only.
         gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
@@ -204,6 +210,7 @@ class DrumTrainConfig:
     reduce_lr_patience: int = 0
     reduce_lr_factor: float = 0.5
     init_from: str = ""
+    average_weight: float = 0.0
     shuffle_buffer: int = 2048
     stack_probability: float = 0.0
     gain_db: float = 0.0
@@ -237,6 +244,10 @@ class DrumTrainConfig:
             raise ValueError("band_size and decoding_band_size must be >= 0 (0: all / each)")
         if self.reduce_lr_patience < 0 or not 0.0 < self.reduce_lr_factor < 1.0:
             raise ValueError("reduce_lr_patience must be >= 0 and reduce_lr_factor in (0, 1)")
+        if not 0.0 <= self.average_weight < 1.0:
+            raise ValueError(f"average_weight must be in [0, 1), got {self.average_weight}")
+        if self.average_weight and not self.init_from:
+            raise ValueError("average_weight averages with init_from's weights: give init_from")
         if self.widen_frames < 0 or not 0.0 <= self.widen_weight <= 1.0:
             raise ValueError("widen_frames must be >= 0 and widen_weight in [0, 1]")
         if self.strategy not in STRATEGIES:
@@ -928,6 +939,20 @@ class TrainResult:
 
 def _start_from(model: keras.Model, config: DrumTrainConfig, feature_config) -> None:
     """Sets `model`'s weights to those of the trained model `config.init_from`."""
+    model.set_weights(_init_from_weights(model, config, feature_config))
+
+
+def _average_with_start(model: keras.Model, config: DrumTrainConfig, feature_config) -> None:
+    """`model`'s weights become (1 - w) x its own + w x `config.init_from`'s."""
+    w = config.average_weight
+    start = _init_from_weights(model, config, feature_config)
+    model.set_weights(
+        [(1.0 - w) * own + w * other for own, other in zip(model.get_weights(), start, strict=True)]
+    )
+
+
+def _init_from_weights(model: keras.Model, config: DrumTrainConfig, feature_config) -> list:
+    """The weights of `config.init_from`, checked against `model` and the data's features."""
     keras_path, json_path = model_files(config.init_from)
     with open(json_path, encoding="utf-8") as file:
         description = json.load(file)
@@ -941,14 +966,14 @@ def _start_from(model: keras.Model, config: DrumTrainConfig, feature_config) -> 
             f"--init-from {config.init_from}: its classes {description['classes']} are not "
             f"this run's {list(config.classes)}"
         )
-    source = keras.saving.load_model(keras_path, compile=False)
-    try:
-        model.set_weights(source.get_weights())
-    except ValueError as error:
+    weights = keras.saving.load_model(keras_path, compile=False).get_weights()
+    shapes = [w.shape for w in model.get_weights()]
+    if [w.shape for w in weights] != shapes:
         raise ValueError(
             f"--init-from {config.init_from}: its network is not this run's (--filters, "
-            f"--lstm-units, --dense-units, --per-instrument and --band-size must match): {error}"
-        ) from None
+            "--lstm-units, --dense-units, --per-instrument and --band-size must match)"
+        )
+    return weights
 
 
 def load_checkpoint(model: keras.Model, path: PathLike) -> None:
@@ -1176,6 +1201,9 @@ def train(
         return TrainResult(out, {}, None, [], history)
     if (out / _BEST).is_file():
         load_checkpoint(model, out / _BEST)
+    if config.average_weight:
+        log(f"Averaging the weights with {config.init_from}'s (weight {config.average_weight})")
+        _average_with_start(model, config, feature_config)
 
     log("Tuning the decoding on the validation files ...")
     files = manifest_files(validation_manifest, config.classes)

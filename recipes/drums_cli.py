@@ -57,6 +57,9 @@ _HELP = {
     "reduce_lr_factor": "Factor of --reduce-lr-patience.",
     "init_from": "Start from the weights of this trained drum model folder (fine-tuning, e.g. "
     "saved_models/drums/3 on new kits); classes, features and network sizes must match.",
+    "average_weight": "Save (1 - W) x the trained weights + W x --init-from's (weight-space "
+    "ensembling, as WiSE-FT; keeps more of the start's robustness); may be added to a finished "
+    "run. 0: off.",
     "shuffle_buffer": "Segments in the shuffle buffer.",
     "stack_probability": "Extract stacking probability (two segments played at once, counts "
     "added; counts supervision only).",

@@ -319,6 +319,21 @@ def test_a_run_can_start_from_a_trained_models_weights(model_dir, data, tmp_path
     for started, trained in zip(record.start_weights, source.get_weights(), strict=True):
         np.testing.assert_array_equal(started, trained)
     assert record.start_iterations == 0  # the optimiser starts afresh
+    # Added to the finished run, average_weight saves (1 - w) x best + w x the source's weights.
+    best = keras.saving.load_model(tmp_path / "tuned" / "best.keras", compile=False)
+    result = drums.train(
+        dataclasses_replace(config, average_weight=0.25), verbose=0, log=lambda message: None
+    )
+    saved = keras.saving.load_model(tmp_path / "tuned" / drums.MODEL_FILE, compile=False)
+    for average, own, start in zip(
+        saved.get_weights(), best.get_weights(), source.get_weights(), strict=True
+    ):
+        np.testing.assert_allclose(average, 0.75 * own + 0.25 * start, rtol=1e-6, atol=1e-7)
+    assert result.description["train_config"]["average_weight"] == 0.25
+    moved = zip(best.get_weights(), source.get_weights(), strict=True)
+    assert any(not np.array_equal(own, start) for own, start in moved)  # a real average
+    with pytest.raises(ValueError, match="give init_from"):
+        dataclasses_replace(config, init_from="", average_weight=0.5)
     # A network of other sizes, or other classes, is refused with the option's name.
     other = tiny_config(data["dir"], tmp_path / "a", lstm_units=6, init_from=str(model_dir))
     with pytest.raises(ValueError, match="--init-from .* network is not this run's"):
