@@ -1033,7 +1033,7 @@ def drum_sets(
     from loco_tf.pipelines.render import gm_order_warning
 
     skipped, notes = [], []
-    kit_warnings = [gm_order_warning(kit) for kit in dict.fromkeys([*kits, *(train_kits or ())])]
+    kit_warnings = [gm_order_warning(kit) for kit in latency]  # every kit, once, in order
     if gmd_found(data_dir):
         dataset = "gmd"
         info_csv = os.path.join(data_dir, "info.csv")
