@@ -4,6 +4,7 @@
     loco prepare piano    ASAP rendered with two piano SoundFonts
     loco prepare folder   a folder of your own audio and annotations
     loco prepare digits   MNIST digits on canvases (paper §8), counted per class
+    loco prepare kits     drum kits drawn from one-shot sample packs (Hydrogen drumkits)
 
 The work is done by `loco_tf.pipelines.prepare`, whose docstring describes the output layout,
 the windows, the handling of bad input and resuming. Every command prints one line per skipped
@@ -557,3 +558,48 @@ def digits(data_dir, out, size, min_digits, max_digits, compression, **options):
     except OSError as error:
         raise click.ClickException(f"cannot write the output: {error}") from None
     click.echo(f"output: {os.path.abspath(out)}")
+
+
+@prepare.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for the kits (oneshot-00, oneshot-01, ...).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Kits to draw.",
+)
+@click.option(
+    "--packs",
+    default="lmms,sonic-pi",
+    show_default=True,
+    help="Sample packs to draw from: lmms (sudo apt-get install lmms-common), sonic-pi "
+    "(sudo apt-get install sonic-pi-samples).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+def kits(out, count, packs, seed):
+    """Drum kits drawn from one-shot sample packs, written as Hydrogen drumkit folders.
+
+    Each kit takes a kick, snare, side stick, clap, three hi-hats, three toms, a crash and a
+    ride from the packs' samples, each at a random pitch (+-2 semitones) and level, laid out
+    in General MIDI order. Train on them with
+    `loco prepare drums --train-kits OUT/oneshot-00,OUT/oneshot-01,...`. A rerun keeps the
+    kits it finds.
+    """
+    from loco_tf.pipelines.oneshot import PackError, write_kits
+
+    names = tuple(part.strip() for part in packs.split(",") if part.strip())
+    try:
+        folders = write_kits(out, count, packs=names, seed=seed)
+    except (PackError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write the kits: {error}") from None
+    for folder in folders:
+        click.echo(folder)
+    click.echo(f"--train-kits {','.join(folders)}")
