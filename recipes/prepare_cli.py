@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -259,7 +260,8 @@ def prepare() -> None:
     help="Rendering kits of the test split (one set drums-test-KIT each); the first also "
     "renders train and validation unless --train-kits is given. Names, .sf2/.sf3 paths, "
     "Hydrogen drumkits as hydrogen:NAME (sudo apt-get install hydrogen-drumkits; e.g. "
-    "hydrogen:ForzeeStereo, set drums-test-h2-forzeestereo) or drumkit folders.",
+    "hydrogen:ForzeeStereo, set drums-test-h2-forzeestereo) or drumkit folders (e.g. from "
+    "`loco prepare kits`).",
 )
 @click.option(
     "--train-kits",
@@ -595,11 +597,15 @@ def kits(out, count, packs, seed):
 
     names = tuple(part.strip() for part in packs.split(",") if part.strip())
     try:
-        folders = write_kits(out, count, packs=names, seed=seed)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            folders = write_kits(out, count, packs=names, seed=seed)
     except (PackError, FileExistsError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot write the kits: {error}") from None
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
     for folder in folders:
         click.echo(folder)
     click.echo(f"--train-kits {','.join(folders)}")

@@ -160,7 +160,6 @@ def test_a_rerun_keeps_its_kits_and_another_kit_in_the_way_is_an_error(fake_pack
         oneshot.write_kits(str(out), 1, packs=("fake",), seed=0)
 
 
-@pytest.mark.filterwarnings("ignore:skipping the unreadable sample")
 def test_cli_writes_kits_prints_the_train_kits_option_and_reports_bad_packs(fake_pack, tmp_path):
     runner = CliRunner()
     out = tmp_path / "kits"
@@ -168,6 +167,9 @@ def test_cli_writes_kits_prints_the_train_kits_option_and_reports_bad_packs(fake
     assert result.exit_code == 0, result.output
     folders = [str(out / "oneshot-00"), str(out / "oneshot-01")]
     assert f"--train-kits {','.join(folders)}" in result.output
+    assert f"warning: skipping the unreadable sample {fake_pack / 'kick_broken.wav'}" in (
+        result.output
+    )
     assert all(os.path.isfile(os.path.join(f, "drumkit.xml")) for f in folders)
     result = runner.invoke(prepare, ["kits", "--out", str(out), "--packs", "fake,nope"])
     assert result.exit_code == 1
