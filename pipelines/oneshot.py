@@ -1,16 +1,17 @@
 """Drum kits assembled from packs of one-shot samples, written as Hydrogen drumkits.
 
 A kit the model never heard is the hard test of a drum transcriber (README: unseen kits), and the
-kits to train on are few. Debian packs hundreds of loose one-shot drum samples: LMMS's
+kits to train on are few. Debian packs over a hundred loose one-shot drum samples: LMMS's
 (``lmms-common``: 16 kicks, 16 snares, 9 hi-hats, toms, cymbals) and Sonic Pi's
 (``sonic-pi-samples``: 18 kicks, 11 snares, 3 hi-hats, toms, cymbals). `write_kits` draws kits
 from them: each role of `ROLES` (kick, snare, side stick, clap, closed / pedal / open hi-hat,
 three toms, crash, ride) gets one sample drawn from every chosen pack's files for it, with a
 random pitch shift (`PITCH_SEMITONES`) and level (`GAIN_RANGE`), so even a sample two kits share
 sounds different in each. A kit is a Hydrogen drumkit folder (``drumkit.xml`` and copies of its
-samples, so Hydrogen itself can open it): every instrument has its General MIDI note as
-``<midiOutNote>`` and the three hi-hats share a mute group, so `hydrogen.render_midi` plays it in
-GM order, the closed hi-hat choking the open one. Pass its folder as a kit
+samples, laid out as Debian's Hydrogen kits are; not tried in Hydrogen itself): every
+instrument has its General MIDI note as ``<midiOutNote>`` and the three hi-hats share a mute
+group, so `hydrogen.render_midi` plays it in GM order, the closed hi-hat choking the open one.
+Pass its folder as a kit
 (``loco prepare drums --train-kits DIR/oneshot-00,...``).
 
 Kits are a pure function of (packs, seed, index): a rerun finds the kits it wrote and keeps
