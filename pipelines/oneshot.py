@@ -11,8 +11,7 @@ sounds different in each. A kit is a Hydrogen drumkit folder (``drumkit.xml`` an
 samples, laid out as Debian's Hydrogen kits are; not tried in Hydrogen itself): every
 instrument has its General MIDI note as ``<midiOutNote>`` and the three hi-hats share a mute
 group, so `hydrogen.render_midi` plays it in GM order, the closed hi-hat choking the open one.
-Pass its folder as a kit
-(``loco prepare drums --train-kits DIR/oneshot-00,...``).
+Pass its folder as a kit (``loco prepare drums --train-kits DIR/oneshot-00,...``).
 
 Kits are a pure function of (packs, seed, index): a rerun finds the kits it wrote and keeps
 them; a folder that holds another kit is an error, not overwritten. Each kit is written to a
