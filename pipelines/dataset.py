@@ -32,6 +32,16 @@ the colouring is exact for a filter that is constant within each band: powers ar
 silent bins (at the `amin` floor) stay silent, and nothing goes below the floor; channel 1 is
 recomputed as the causal difference, with the frame before the segment (recovered as
 `x[0] - d[0]`) coloured the same way.
+
+Reverberation (`Augment.reverb_seconds`; `reverberate`) adds a room's late tail on features:
+the statistical model of late reverberation (Polack's) in the power domain, where each mel band's
+power gains an exponentially decaying echo of its past, `P'[t] = P[t] + w * sum_k d**k P[t - k]`
+(k >= 1), with `d` the per-frame power decay of a reverberation time RT60 (60 dB in RT60
+seconds) and `w` set so that the tail of a one-frame impulse carries `wet_db` of its energy. It
+imitates the room sound of kits recorded with overhead and room microphones, which close-miked
+and synthesised training kits lack. A tail only ever follows its sound, so no event moves; the
+segment starts with no tail from before it (the frame before the segment is the tail's first
+input). Channel 1 is recomputed as the causal difference, as for colouring.
 """
 
 from __future__ import annotations
@@ -90,18 +100,25 @@ class Augment:
         eq_db: each of the `EQ_POINTS` equaliser gains is a uniform draw in [-eq_db, eq_db] dB.
         shift_bands: the mel bands move up or down by a uniform integer in
             [-shift_bands, shift_bands]; the edge band fills the bands left empty.
+        reverb_seconds: each segment gets a reverberation tail (`reverberate`) with a
+            reverberation time (RT60) drawn uniformly in [0, reverb_seconds] and a tail level
+            drawn uniformly in `REVERB_WET_DB`; 0 turns it off.
     """
 
     stack_probability: float = 0.0
     gain_db: float = 0.0
     eq_db: float = 0.0
     shift_bands: int = 0
+    reverb_seconds: float = 0.0
 
     def __post_init__(self):
         if not 0.0 <= self.stack_probability <= 1.0:
             raise ValueError(f"stack_probability must be in [0, 1]: {self.stack_probability}")
-        if min(self.gain_db, self.eq_db, self.shift_bands) < 0:
-            raise ValueError(f"gain_db, eq_db and shift_bands are ranges and must be >= 0: {self}")
+        if min(self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds) < 0:
+            raise ValueError(
+                f"gain_db, eq_db, shift_bands and reverb_seconds are ranges and must be >= 0: "
+                f"{self}"
+            )
 
     @property
     def colours(self) -> bool:
@@ -260,15 +277,85 @@ def random_colouring(augment: Augment, n_mels: int, seed):
     return shift, level + curve
 
 
+REVERB_WET_DB = (-20.0, 0.0)
+"""Range of `Augment.reverb_seconds`'s tail level: the tail's share of a one-frame impulse's
+energy, relative to the impulse (0 dB: the tail carries as much energy as the sound itself)."""
+
+
+def reverb_parameters(rt60_seconds, wet_db, frame_rate: float):
+    """`(decay, weight)` of `reverberate` for a reverberation time and tail level.
+
+    The power falls 60 dB in `rt60_seconds`, so by `decay = 10 ** (-6 / (rt60 * frame_rate))`
+    per frame (0 for an RT60 of 0: no tail); a one-frame impulse's tail then carries
+    `weight * decay / (1 - decay)` of its energy, which `weight` sets to `10 ** (wet_db / 10)`.
+    """
+    rt60 = tf.cast(rt60_seconds, tf.float32)
+    frames = rt60 * frame_rate
+    decay = tf.where(frames > 0.0, tf.pow(10.0, -6.0 / tf.maximum(frames, 1e-6)), 0.0)
+    ratio = tf.pow(10.0, tf.cast(wet_db, tf.float32) / 10.0)
+    weight = tf.where(decay > 0.0, ratio * (1.0 - decay) / tf.maximum(decay, 1e-12), 0.0)
+    return decay, weight
+
+
+def reverberate(features, lengths, decay, weight, amin: float):
+    """Adds a late-reverberation tail to one segment's features `[T, n_mels, 2]`.
+
+    In each band, with `P` the power above the floor (`10 ** (dB / 10) - amin`) of the frame
+    before the segment (recovered as `x[0] - d[0]`) and the segment's frames, the result is
+    `P[t] + weight * sum_{k >= 1} decay ** k * P[t - k]` over those frames (a lower-triangular
+    product), back in dB over the floor; channel 1 is the causal difference again. Frames from
+    `lengths` on are padding: they feed no tail and come back as zeros.
+    """
+    floor = _floor_db(amin)
+    previous = features[:1, :, 0] - features[:1, :, 1]
+    log_mel = tf.concat([previous, features[:, :, 0]], axis=0)
+    steps = tf.shape(log_mel)[0]
+    real = tf.range(steps) <= lengths  # the frame before, then `lengths` frames
+    power = tf.where(real[:, tf.newaxis], tf.maximum(tf.pow(10.0, log_mel / 10.0) - amin, 0.0), 0.0)
+    lag = tf.range(steps)[:, tf.newaxis] - tf.range(steps)[tf.newaxis, :]
+    # decay ** lag for lag >= 1, as exp(lag * log(decay)); 0 on and above the diagonal.
+    log_decay = tf.math.log(tf.maximum(decay, 1e-30))
+    kernel = tf.where(lag >= 1, tf.exp(tf.cast(tf.maximum(lag, 1), tf.float32) * log_decay), 0.0)
+    kernel = tf.where(decay > 0.0, kernel, tf.zeros_like(kernel))
+    wet = power + weight * tf.linalg.matmul(kernel, power)
+    log_mel = 10.0 * tf.math.log(tf.maximum(wet + amin, amin)) / tf.math.log(10.0)
+    log_mel = tf.maximum(log_mel, floor)
+    reverberant = tf.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
+    inside = tf.range(tf.shape(features)[0]) < lengths
+    return tf.where(inside[:, tf.newaxis, tf.newaxis], reverberant, tf.zeros_like(reverberant))
+
+
+def random_reverb(augment: Augment, frame_rate: float, seed):
+    """Draws `(decay, weight)` for `reverberate` from a stateless seed `[2]`: RT60 uniform in
+    [0, `augment.reverb_seconds`], tail level uniform in `REVERB_WET_DB`."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    rt60 = tf.random.stateless_uniform([], seeds[0], 0.0, augment.reverb_seconds)
+    wet_db = tf.random.stateless_uniform([], seeds[1], *REVERB_WET_DB)
+    return reverb_parameters(rt60, wet_db, frame_rate)
+
+
 def colour_examples(
-    dataset: tf.data.Dataset, augment: Augment, amin: float, seed: int | None
+    dataset: tf.data.Dataset,
+    augment: Augment,
+    amin: float,
+    seed: int | None,
+    frame_rate: float = FeatureConfig().frame_rate,
 ) -> tf.data.Dataset:
-    """Colours every `{"features", "lengths", ...}` example of `dataset` at random
-    (`random_colouring`, `colour_spectrum`); the other keys pass through."""
+    """Reverberates (`random_reverb`, `reverberate`; with `augment.reverb_seconds`) and then
+    colours (`random_colouring`, `colour_spectrum`; with `augment.colours`) every
+    `{"features", "lengths", ...}` example of `dataset` at random; the other keys pass
+    through. `frame_rate` is the features' frames per second."""
 
     def colour(example, pair):
-        shift, gain_db = random_colouring(augment, example["features"].shape[1], pair)
-        features = colour_spectrum(example["features"], example["lengths"], shift, gain_db, amin)
+        features = example["features"]
+        if augment.reverb_seconds:
+            # Its own stream, so the colouring draws do not depend on whether reverb is on.
+            reverb_seed = tf.random.experimental.stateless_fold_in(tf.cast(pair, tf.int64), 1)
+            decay, weight = random_reverb(augment, frame_rate, reverb_seed)
+            features = reverberate(features, example["lengths"], decay, weight, amin)
+        if augment.colours:
+            shift, gain_db = random_colouring(augment, features.shape[1], pair)
+            features = colour_spectrum(features, example["lengths"], shift, gain_db, amin)
         return {**example, "features": features}
 
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
@@ -347,8 +434,14 @@ def training_dataset(
             )
 
         dataset = tf.data.Dataset.zip(dataset, partners, coins).map(maybe_stack, tf.data.AUTOTUNE)
-    if augment is not None and augment.colours:
-        dataset = colour_examples(dataset, augment, config.amin, None if seed is None else seed + 3)
+    if augment is not None and (augment.colours or augment.reverb_seconds):
+        dataset = colour_examples(
+            dataset,
+            augment,
+            config.amin,
+            None if seed is None else seed + 3,
+            frame_rate=config.frame_rate,
+        )
     dataset = dataset.map(lambda example: _pad(example, pad_to_frames), tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=repeat)
     dataset = dataset.map(

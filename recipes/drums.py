@@ -173,6 +173,9 @@ class DrumTrainConfig:
         gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
             level, smooth equaliser and shift of mel bands within these ranges; 0 is off;
             `pipelines.dataset.Augment`), for both supervisions. It imitates other drum kits.
+        reverb_seconds: a reverberation tail on each training segment, RT60 up to this many
+            seconds (`pipelines.dataset.reverberate`; 0 is off), for both supervisions. It
+            imitates the room sound of kits recorded with room microphones.
         widen_frames: frames on each side of an onset that are positives too (frames only).
         widen_weight: the loss weight of those neighbours (frames only).
         tensorboard: write TensorBoard logs to `out/logs`.
@@ -216,6 +219,7 @@ class DrumTrainConfig:
     gain_db: float = 0.0
     eq_db: float = 0.0
     shift_bands: int = 0
+    reverb_seconds: float = 0.0
     widen_frames: int = 1
     widen_weight: float = 0.25
     tensorboard: bool = False
@@ -236,8 +240,10 @@ class DrumTrainConfig:
             raise ValueError("extract stacking mixes counts; it is for counts supervision only")
         if min(self.batch_size, self.epochs, self.steps_per_epoch, self.sequence_length) < 1:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
-        if min(self.gain_db, self.eq_db, self.shift_bands) < 0:
-            raise ValueError("gain_db, eq_db and shift_bands are ranges and must be >= 0")
+        if min(self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds) < 0:
+            raise ValueError(
+                "gain_db, eq_db, shift_bands and reverb_seconds are ranges and must be >= 0"
+            )
         if self.shift_bands and self.task == "piano":
             raise ValueError("shift_bands moves pitches, and piano classes are pitches: use 0")
         if self.band_size < 0 or self.decoding_band_size < 0:
@@ -416,8 +422,16 @@ def _class_indices(manifest: Manifest, classes: Sequence[str]) -> list[int]:
 
 def augmentation(config: DrumTrainConfig) -> Augment | None:
     """The run's feature-level augmentation, or None when it has none."""
-    augment = Augment(config.stack_probability, config.gain_db, config.eq_db, config.shift_bands)
-    return augment if augment.stack_probability or augment.colours else None
+    augment = Augment(
+        config.stack_probability,
+        config.gain_db,
+        config.eq_db,
+        config.shift_bands,
+        config.reverb_seconds,
+    )
+    if augment.stack_probability or augment.colours or augment.reverb_seconds:
+        return augment
+    return None
 
 
 def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) -> tf.data.Dataset:
@@ -469,8 +483,10 @@ def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) 
             dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
         augment = augmentation(config)
         if augment is not None:
-            amin = manifest.feature_config.amin
-            dataset = colour_examples(dataset, augment, amin, config.seed + 3)
+            front_end = manifest.feature_config
+            dataset = colour_examples(
+                dataset, augment, front_end.amin, config.seed + 3, front_end.frame_rate
+            )
         dataset = dataset.map(example, tf.data.AUTOTUNE)
         dataset = dataset.batch(config.batch_size, drop_remainder=True)
     else:

@@ -69,6 +69,9 @@ _HELP = {
     "training segment (0: off).",
     "shift_bands": "Spectral colouring: mel bands shift by up to this many bands up or down "
     "(a crude retuning; 0: off).",
+    "reverb_seconds": "Reverberation: each training segment gets a room tail with a "
+    "reverberation time (RT60) of up to this many seconds, e.g. 0.8 (0: off). Imitates kits "
+    "recorded with room microphones; see the README.",
     "widen_frames": "Frames on each side of an onset that are positives too (frames supervision).",
     "widen_weight": "Loss weight of those neighbouring frames (frames supervision).",
     "tensorboard": "Write TensorBoard logs to OUT/logs.",

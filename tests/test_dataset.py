@@ -1,5 +1,5 @@
 """tf.data input: exact round trip, fixed padding, no timing in training input, stacking,
-spectral colouring."""
+spectral colouring, reverberation."""
 
 import os
 
@@ -11,11 +11,15 @@ from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.pipelines.dataset import (
     EQ_POINTS,
     EVALUATION_SPEC,
+    REVERB_WET_DB,
     TRAINING_SPEC,
     Augment,
     colour_spectrum,
     evaluation_dataset,
     random_colouring,
+    random_reverb,
+    reverb_parameters,
+    reverberate,
     stack_extracts,
     training_dataset,
 )
@@ -338,3 +342,104 @@ def test_training_dataset_colours_levels_but_keeps_counts_and_lengths(shards):
 def test_colouring_ranges_are_checked():
     with pytest.raises(ValueError, match="ranges"):
         Augment(eq_db=-1.0)
+
+
+def reverberated_reference(file_log_mel, start, stop, decay, weight, amin=1e-10):
+    """float64 NumPy, as a recursion: frames start-1..stop as powers above the floor, each
+    band's tail `tail[t] = decay * (tail[t - 1] + P[t - 1])` (no tail before frame start-1),
+    `P + weight * tail` back to dB over the floor."""
+    log_mel = file_log_mel[start - 1 : stop].astype(np.float64)
+    power = np.maximum(10 ** (log_mel / 10) - amin, 0.0)
+    tail = np.zeros_like(power)
+    for t in range(1, len(power)):
+        tail[t] = decay * (tail[t - 1] + power[t - 1])
+    wet = 10 * np.log10(power + weight * tail + amin)
+    return wet[1:], np.diff(wet, axis=0)
+
+
+@pytest.mark.parametrize("rt60, wet_db", [(0.3, -6.0), (0.8, 0.0)])
+def test_reverberation_is_an_exponential_tail_on_the_powers(rt60, wet_db):
+    rng = np.random.default_rng(5)
+    # Two noise bursts and digital silence: the tail must fill the silence after each burst.
+    audio = np.zeros(60_000)
+    audio[5_000:9_000] = 0.3 * rng.standard_normal(4_000)
+    audio[30_000:31_000] = 0.3 * rng.standard_normal(1_000)
+    file_features = compute_features(audio.astype(np.float32), CONFIG)
+    start, stop = 20, 420  # 400 frames; the segment starts inside the first burst
+    padded = np.concatenate([file_features[start:stop], np.zeros((30, 80, 2), np.float32)])
+    decay, weight = reverb_parameters(rt60, wet_db, CONFIG.frame_rate)
+    assert float(decay) == pytest.approx(10 ** (-6 / (rt60 * CONFIG.frame_rate)), rel=1e-5)
+    # A one-frame impulse's tail carries wet_db of its energy: weight * d / (1 - d).
+    d = float(decay)
+    assert 10 * np.log10(float(weight) * d / (1 - d)) == pytest.approx(wet_db, abs=1e-3)
+    out = reverberate(tf.constant(padded), stop - start, decay, weight, 1e-10).numpy()
+    log_mel, difference = reverberated_reference(
+        file_features[:, :, 0], start, stop, float(decay), float(weight)
+    )
+    np.testing.assert_allclose(out[:400, :, 0], log_mel, atol=2e-3, rtol=0)
+    np.testing.assert_allclose(out[:400, :, 1], difference, atol=4e-3, rtol=0)
+    assert np.all(out[400:] == 0.0)  # padding stays zeros
+    # Never quieter than the dry sound, and the silence after the first burst is filled.
+    assert np.all(out[:400, :, 0] >= file_features[start:stop, :, 0] - 1e-3)
+    silent = file_features[start:stop, :, 0] <= FLOOR + 1e-3
+    assert silent.sum() > 1000 and np.median(out[:400, :, 0][silent]) > FLOOR + 20
+
+
+def test_no_reverberation_time_changes_nothing():
+    rng = np.random.default_rng(6)
+    log_mel = np.maximum(rng.normal(-40, 20, (51, 80)), FLOOR).astype(np.float32)
+    features = np.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
+    features[45:] = 0.0
+    decay, weight = reverb_parameters(0.0, -6.0, CONFIG.frame_rate)
+    assert float(decay) == 0.0 and float(weight) == 0.0
+    out = reverberate(tf.constant(features), 45, decay, weight, 1e-10).numpy()
+    np.testing.assert_allclose(out[:45, :, 0], features[:45, :, 0], atol=1e-3)
+    np.testing.assert_allclose(out[:45, :, 1], features[:45, :, 1], atol=2e-3)
+    assert np.all(out[45:] == 0.0)
+
+
+def test_random_reverbs_stay_in_their_ranges_and_repeat_with_the_seed():
+    augment = Augment(reverb_seconds=0.8)
+    draws = [random_reverb(augment, CONFIG.frame_rate, tf.constant([s, 9])) for s in range(300)]
+    decays = np.array([float(d) for d, _ in draws])
+    weights = np.array([float(w) for _, w in draws])
+    rt60 = -6 / (np.log10(decays) * CONFIG.frame_rate)
+    assert rt60.min() >= 0 and rt60.max() <= 0.8 + 1e-4 and rt60.max() > 0.7 and rt60.min() < 0.1
+    wet_db = 10 * np.log10(weights * decays / (1 - decays))
+    assert REVERB_WET_DB[0] - 1e-3 <= wet_db.min() and wet_db.max() <= REVERB_WET_DB[1] + 1e-3
+    assert wet_db.max() - wet_db.min() > 15
+    again = random_reverb(augment, CONFIG.frame_rate, tf.constant([3, 9]))
+    assert float(again[0]) == decays[3] and float(again[1]) == weights[3]
+    with pytest.raises(ValueError, match="ranges"):
+        Augment(reverb_seconds=-0.1)
+
+
+def test_training_dataset_reverberates_without_touching_counts_or_colouring(shards):
+    manifest, _ = shards
+
+    def batches(augment):
+        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
+        return list(dataset.take(3).as_numpy_iterator())
+
+    plain = batches(None)
+    wet = batches(Augment(reverb_seconds=0.8))
+    coloured = batches(Augment(gain_db=6.0))
+    both = batches(Augment(gain_db=6.0, reverb_seconds=0.8))
+    for (x, counts), (xw, counts_w), (xc, _), (xb, _) in zip(
+        plain, wet, coloured, both, strict=True
+    ):
+        np.testing.assert_array_equal(counts, counts_w)
+        np.testing.assert_array_equal(x["lengths"], xw["lengths"])
+        for example in range(5):
+            frames = x["lengths"][example]
+            dry = x["features"][example, :frames, :, 0]
+            reverberant = xw["features"][example, :frames, :, 0]
+            assert np.all(reverberant >= dry - 1e-3) and np.any(reverberant > dry + 1.0)
+            assert np.all(xw["features"][example, frames:] == 0.0)
+            # Reverb draws its own random numbers: the colouring's gain is the same with it.
+            loud = dry > FLOOR + 6.0
+            offset = (xc["features"][example, :frames, :, 0] - dry)[loud].mean()
+            # Colouring a reverberated segment by a level: the reverberated one, offset.
+            shifted = xb["features"][example, :frames, :, 0] - reverberant
+            shifted = shifted[reverberant > FLOOR + 6.0]
+            assert np.ptp(shifted) < 1e-3 and shifted.mean() == pytest.approx(offset, abs=1e-3)
