@@ -476,3 +476,81 @@ def test_forzee_stereo_renders_a_groove():
         latency = render.render_latency("hydrogen:ForzeeStereo", kind, SR)
         assert 0.0 <= latency < 0.02
         assert render.onset_sample(hit) == round(0.3 * SR) + round(latency * SR)
+
+
+def reference_peak_correlation(a, b, length, max_lag):
+    """float64 loop: `a` shifted by each lag in [-max_lag, max_lag] (zeros outside it) against
+    the first `length` samples of `b`; the largest |cosine|."""
+    b = np.asarray(b, np.float64)[:length]
+    best = 0.0
+    for shift in range(-max_lag, max_lag + 1):
+        x = np.array([a[i + shift] if 0 <= i + shift < len(a) else 0.0 for i in range(len(b))])
+        norms = np.linalg.norm(x) * np.linalg.norm(b)
+        if norms > 0:
+            best = max(best, abs(float(x @ b)) / norms)
+    return best
+
+
+def test_peak_correlation_matches_a_loop_over_lags():
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal(700), rng.standard_normal(900)
+    for length, lag in ((500, 0), (500, 20), (800, 7)):  # 800: a ends inside the window
+        expected = reference_peak_correlation(a, b, length, lag)
+        assert render.peak_correlation(a, b, length, lag) == pytest.approx(expected, abs=1e-12)
+    # b is a, 13 samples later and scaled: found once the lags reach 13, not before.
+    shifted = -0.3 * np.concatenate([np.zeros(13), a])
+    assert render.peak_correlation(a, shifted, 600, 13) == pytest.approx(1.0, abs=1e-12)
+    assert render.peak_correlation(a, shifted, 600, 12) < 0.2
+    assert render.peak_correlation(a, np.zeros(600), 600, 5) == 0.0
+
+
+def test_kit_similarity_is_one_for_the_same_samples_and_the_waveform_correlation_otherwise(
+    tmp_path,
+):
+    kit = three_piece_kit(tmp_path / "a")
+    quieter = write_kit(  # the same samples at another gain and volume
+        tmp_path / "b",
+        instrument(0, "Kick", layer("k.wav", gain=0.3))
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("s.wav"), volume=0.5)
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Hat", layer("h.wav", gain=2.0)),
+        {"k.wav": KICK, "s.wav": SNARE, "h.wav": HAT},
+    )
+    other_kick = burst(40, 2000, 5)
+    other = write_kit(
+        tmp_path / "c",
+        instrument(0, "Kick", layer("k.wav"))
+        + instrument(1, "x", "")
+        + instrument(2, "Snare", layer("s.wav"))
+        + instrument(3, "x", "")
+        + instrument(4, "x", "")
+        + instrument(5, "x", "")
+        + instrument(6, "Hat", layer("h.wav")),
+        {"k.wav": other_kick, "s.wav": SNARE, "h.wav": HAT},
+    )
+    same = render.kit_similarity(kit, quieter, SR)
+    assert same == pytest.approx({"KD": 1.0, "SD": 1.0, "HH": 1.0}, abs=1e-9)
+    different = render.kit_similarity(kit, other, SR)
+    # The renders start at the samples' onsets (their first, peak, sample).
+    expected = reference_peak_correlation(KICK[40:], other_kick[40:], round(0.12 * SR), 64)
+    # (The renders are float32.)
+    assert different["KD"] == pytest.approx(expected, abs=1e-5) and expected < 0.3
+    assert different["SD"] == pytest.approx(1.0, abs=1e-9)
+    assert different["HH"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_compare_kits_prints_a_row_per_kit_and_names_the_ones_that_failed(tmp_path):
+    kit = three_piece_kit(tmp_path / "a")
+    same = three_piece_kit(tmp_path / "same")
+    missing = str(tmp_path / "missing")
+    result = CliRunner().invoke(prepare, ["compare-kits", kit, same, missing])
+    assert result.exit_code == 1
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines()[2:]}
+    assert rows[same][:3] == ["1.00", "1.00", "1.00"] and "KD/SD/HH" in " ".join(rows[same])
+    error_row = next(line for line in result.output.splitlines() if line.startswith(missing))
+    assert "error:" in error_row and "1 of 2 kits failed" in result.output
+    result = CliRunner().invoke(prepare, ["compare-kits", missing, kit])
+    assert result.exit_code == 1 and "the reference kit" in result.output
