@@ -195,10 +195,14 @@ def _floor_db(amin: float):
     return 10.0 * tf.math.log(tf.constant(amin, tf.float32)) / tf.math.log(10.0)
 
 
+def _power_db(power, amin: float):
+    """dB of a power, never below the floor `amin`."""
+    return 10.0 * tf.math.log(tf.maximum(power, amin)) / tf.math.log(10.0)
+
+
 def _mix_power_db(a, b, amin: float):
     """Log-mel dB of the sum of two powers; the silence floor `amin` is counted once."""
-    power = tf.pow(10.0, a / 10.0) + tf.pow(10.0, b / 10.0) - amin
-    return 10.0 * tf.math.log(tf.maximum(power, amin)) / tf.math.log(10.0)
+    return _power_db(tf.pow(10.0, a / 10.0) + tf.pow(10.0, b / 10.0) - amin, amin)
 
 
 def stack_extracts(a: dict, b: dict, amin: float) -> dict:
@@ -229,6 +233,21 @@ def stack_extracts(a: dict, b: dict, amin: float) -> dict:
     }
 
 
+def _log_mel_from_previous(features):
+    """Channel 0 of `[T, n_mels, 2]` features with the frame before the segment prepended
+    (recovered from the first difference as `x[0] - d[0]`): `[T + 1, n_mels]` dB."""
+    previous = features[:1, :, 0] - features[:1, :, 1]
+    return tf.concat([previous, features[:, :, 0]], axis=0)
+
+
+def _features_from_previous(log_mel, lengths):
+    """The inverse of `_log_mel_from_previous`: `[T, n_mels, 2]` features (dB and its causal
+    difference) from `[T + 1, n_mels]` dB; frames from `lengths` on are zeros (padding)."""
+    features = tf.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
+    real = tf.range(tf.shape(features)[0]) < lengths
+    return tf.where(real[:, tf.newaxis, tf.newaxis], features, tf.zeros_like(features))
+
+
 EQ_POINTS = 6
 """Equaliser gains of `Augment.eq_db`, spread evenly from the lowest to the highest mel band."""
 
@@ -250,15 +269,12 @@ def colour_spectrum(features, lengths, shift, gain_db, amin: float):
     n_mels = tf.shape(features)[1]
     floor = _floor_db(amin)
     # The frame before the segment, from the first difference; then colour all frames alike.
-    previous = features[:1, :, 0] - features[:1, :, 1]
-    log_mel = tf.concat([previous, features[:, :, 0]], axis=0)
+    log_mel = _log_mel_from_previous(features)
     bands = tf.clip_by_value(tf.range(n_mels) - shift, 0, n_mels - 1)
     log_mel = tf.gather(log_mel, bands, axis=1)
     silent = log_mel <= floor + 1e-3
     log_mel = tf.where(silent, floor, tf.maximum(log_mel + gain_db, floor))
-    coloured = tf.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
-    real = tf.range(tf.shape(features)[0]) < lengths
-    return tf.where(real[:, tf.newaxis, tf.newaxis], coloured, tf.zeros_like(coloured))
+    return _features_from_previous(log_mel, lengths)
 
 
 def random_colouring(augment: Augment, n_mels: int, seed):
@@ -307,22 +323,15 @@ def reverberate(features, lengths, decay, weight, amin: float):
     `lengths` on are padding: they feed no tail and come back as zeros.
     """
     floor = _floor_db(amin)
-    previous = features[:1, :, 0] - features[:1, :, 1]
-    log_mel = tf.concat([previous, features[:, :, 0]], axis=0)
+    log_mel = _log_mel_from_previous(features)
     steps = tf.shape(log_mel)[0]
     real = tf.range(steps) <= lengths  # the frame before, then `lengths` frames
     power = tf.where(real[:, tf.newaxis], tf.maximum(tf.pow(10.0, log_mel / 10.0) - amin, 0.0), 0.0)
     lag = tf.range(steps)[:, tf.newaxis] - tf.range(steps)[tf.newaxis, :]
-    # decay ** lag for lag >= 1, as exp(lag * log(decay)); 0 on and above the diagonal.
-    log_decay = tf.math.log(tf.maximum(decay, 1e-30))
-    kernel = tf.where(lag >= 1, tf.exp(tf.cast(tf.maximum(lag, 1), tf.float32) * log_decay), 0.0)
-    kernel = tf.where(decay > 0.0, kernel, tf.zeros_like(kernel))
+    # decay ** lag below the diagonal (0 ** lag = 0 there: no tail), 0 on and above it.
+    kernel = tf.where(lag >= 1, tf.pow(decay, tf.cast(tf.maximum(lag, 1), tf.float32)), 0.0)
     wet = power + weight * tf.linalg.matmul(kernel, power)
-    log_mel = 10.0 * tf.math.log(tf.maximum(wet + amin, amin)) / tf.math.log(10.0)
-    log_mel = tf.maximum(log_mel, floor)
-    reverberant = tf.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)
-    inside = tf.range(tf.shape(features)[0]) < lengths
-    return tf.where(inside[:, tf.newaxis, tf.newaxis], reverberant, tf.zeros_like(reverberant))
+    return _features_from_previous(tf.maximum(_power_db(wet + amin, amin), floor), lengths)
 
 
 def random_reverb(augment: Augment, frame_rate: float, seed):

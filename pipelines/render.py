@@ -452,17 +452,25 @@ def measure_render_latency(
     Renders the note alone, starting on the block boundary nearest 0.5 s so that the value is
     the instrument's own attack, free of block rounding.
     """
+    audio, start = _render_note_alone(kit, note, is_drum, program, sample_rate, velocity)
+    onset = onset_sample(audio)
+    if onset < 0:
+        raise ValueError(f"note {note} (drum={is_drum}, program={program}) is silent in {kit!r}")
+    return onset / sample_rate - start
+
+
+def _render_note_alone(
+    kit: str, note: int, is_drum: bool, program: int, sample_rate: int, velocity: int
+) -> tuple[np.ndarray, float]:
+    """`(audio, start seconds)`: one note rendered alone, starting on the block boundary nearest
+    0.5 s (so its onset is the instrument's own attack, free of block rounding)."""
     start = _block(0.5, sample_rate) / sample_rate
     midi = pretty_midi.PrettyMIDI()
     instrument = pretty_midi.Instrument(program=program, is_drum=is_drum)
     duration = 0.1 if is_drum else 0.5
     instrument.notes.append(pretty_midi.Note(velocity, note, start, start + duration))
     midi.instruments.append(instrument)
-    audio = render_midi(midi, kit, sample_rate, tail_s=0.5)
-    onset = onset_sample(audio)
-    if onset < 0:
-        raise ValueError(f"note {note} (drum={is_drum}, program={program}) is silent in {kit!r}")
-    return onset / sample_rate - start
+    return render_midi(midi, kit, sample_rate, tail_s=0.5), start
 
 
 SIMILARITY_NOTES: dict[str, int] = {"KD": 36, "SD": 38, "HH": 42}
@@ -471,12 +479,7 @@ SIMILARITY_NOTES: dict[str, int] = {"KD": 36, "SD": 38, "HH": 42}
 
 def _single_hit(kit: str, note: int, sample_rate: int, velocity: int) -> np.ndarray:
     """The render of one drum note alone, from its onset (`onset_sample`) on."""
-    start = _block(0.5, sample_rate) / sample_rate
-    midi = pretty_midi.PrettyMIDI()
-    instrument = pretty_midi.Instrument(program=0, is_drum=True)
-    instrument.notes.append(pretty_midi.Note(velocity, note, start, start + 0.1))
-    midi.instruments.append(instrument)
-    audio = render_midi(midi, kit, sample_rate, tail_s=0.5)
+    audio, _ = _render_note_alone(kit, note, True, 0, sample_rate, velocity)
     onset = onset_sample(audio)
     if onset < 0:
         raise ValueError(f"drum note {note} is silent in {kit!r}: nothing to compare")

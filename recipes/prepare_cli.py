@@ -611,6 +611,10 @@ def kits(out, count, packs, seed):
     click.echo(f"--train-kits {','.join(folders)}")
 
 
+SAME_RECORDING = 0.95
+"""`compare-kits` says a class shares samples at or above this peak correlation."""
+
+
 @prepare.command("compare-kits")
 @click.argument("reference")
 @click.argument("kits", nargs=-1, required=True)
@@ -657,7 +661,3 @@ def compare_kits(reference, kits, sample_rate):
         click.echo(kit.ljust(width) + "".join(f"{s:7.2f}" for s in scores.values()) + note)
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(kits)} kits failed: {', '.join(failed)}")
-
-
-SAME_RECORDING = 0.95
-"""`compare-kits` says a class shares samples at or above this peak correlation."""
