@@ -58,6 +58,7 @@ import math
 import os
 import queue
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -89,7 +90,7 @@ from loco_tf.events import (
     tune_decoding,
 )
 from loco_tf.features import FeatureConfig, compute_features, frame_times, num_frames
-from loco_tf.metrics import ALL, Evaluation, evaluate_onsets
+from loco_tf.metrics import ALL, Evaluation, evaluate_onsets, precision_recall_f1
 from loco_tf.models import ConvLSTMConfig, build_conv_lstm
 from loco_tf.pipelines.audio import AudioError, mix_to_mono
 from loco_tf.pipelines.dataset import (
@@ -108,6 +109,7 @@ MODEL_FORMAT = "loco-tf/drum-model"
 MODEL_VERSION = 1
 MODEL_FILE = "model.keras"
 MODEL_JSON = "model.json"
+_RETUNED_FILES = frozenset({MODEL_FILE, MODEL_JSON})  # what `save_retuned` writes
 GM_DRUM_NOTES = {"KD": 36, "SD": 38, "HH": 42}
 SUPERVISIONS = ("counts", "frames")
 TASKS = ("drums", "piano")
@@ -297,6 +299,14 @@ def consecutive_ranges(count: int, size: int) -> list[tuple[int, int]]:
     """[start, stop) ranges of `size` consecutive indices covering `range(count)`; the last
     may be shorter."""
     return [(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def decoding_groups(classes: int, band_size: int) -> list[list[int]] | None:
+    """The classes that share one decoding (`tune_decoding(groups=...)`): consecutive bands of
+    `band_size`, or None (each class alone) when `band_size` is 0."""
+    if not band_size:
+        return None
+    return [list(range(start, stop)) for start, stop in consecutive_ranges(classes, band_size)]
 
 
 def class_bands(config: DrumTrainConfig) -> list[tuple[int, int]]:
@@ -774,11 +784,8 @@ class DrumTranscriber:
     def load(cls, path: PathLike, **kwargs) -> DrumTranscriber:
         """Loads `model.keras` and `model.json` from a folder, or a `.keras` file beside its
         `.json`."""
-        keras_path, json_path = model_files(path)
-        with open(json_path, encoding="utf-8") as file:
-            description = json.load(file)
-        if description.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{json_path}: not a {MODEL_FORMAT} description")
+        keras_path, _ = model_files(path)
+        description = load_description(path)
         model = keras.saving.load_model(keras_path, compile=False)
         classes = description["classes"]
         decoding = [DecodingParameters.from_dict(description["decoding"][str(c)]) for c in classes]
@@ -838,6 +845,16 @@ def model_files(path: PathLike) -> tuple[str, str]:
                 f"{MODEL_JSON}, as `loco train drums --out FOLDER` writes it"
             )
     return os.fspath(keras_path), os.fspath(json_path)
+
+
+def load_description(path: PathLike) -> dict[str, Any]:
+    """A model's `model.json` (classes, configs, decoding); not a loco-tf model's raises."""
+    _, json_path = model_files(path)
+    with open(json_path, encoding="utf-8") as file:
+        description = json.load(file)
+    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{json_path}: not a {MODEL_FORMAT} description")
+    return description
 
 
 def newest_version(folder: Path, model_file: str = MODEL_FILE) -> Path | None:
@@ -1227,10 +1244,7 @@ def train(
     transcriber = DrumTranscriber(model, feature_config, config.classes, neutral)
     probabilities = [transcriber.probabilities(file.features) for file in files]
     references = [file.references for file in files]
-    groups = None
-    if config.decoding_band_size:
-        ranges = consecutive_ranges(len(config.classes), config.decoding_band_size)
-        groups = [list(range(start, stop)) for start, stop in ranges]
+    groups = decoding_groups(len(config.classes), config.decoding_band_size)
     tunings = tune_decoding(probabilities, references, feature_config, groups=groups)
     transcriber.decoding = tuple(t.parameters for t in tunings)
     estimates = [transcriber.decode(p) for p in probabilities]
@@ -1293,6 +1307,180 @@ def tuning_table(tunings: Sequence[Tuning], classes: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Re-tuning a trained model's decoding on other annotated files.
+
+
+@dataclasses.dataclass
+class Retuning:
+    """What `retune` chose, against the decoding the model had, on the same tuning files.
+
+    Attributes:
+        classes: the model's classes.
+        groups: class indices that share one decoding (each class alone for the drums).
+        before: per class, the model's decoding.
+        after: per class, the new tuning (`events.Tuning`; a group's classes share one).
+        before_f1: per group, micro F1 at `window` of the old decoding on the tuning files.
+        references: per group, reference events in the tuning files.
+        files: tuning files.
+        window: the tolerance tuned for, seconds.
+    """
+
+    classes: tuple
+    groups: list[list[int]]
+    before: list[DecodingParameters]
+    after: list[Tuning]
+    before_f1: list[float]
+    references: list[int]
+    files: int
+    window: float
+
+    def group_names(self) -> list[str]:
+        """A name per group: its class ("KD"), or its first and last class ("21-30")."""
+        names = [[str(self.classes[c]) for c in group] for group in self.groups]
+        return [n[0] if len(n) == 1 else f"{n[0]}-{n[-1]}" for n in names]
+
+    def table(self) -> str:
+        """Old and new decoding per class (per band), with F1 on the tuning files."""
+        header = (
+            f"{'class':<9} {'events':>6}  {'threshold':>9} {'min dist':>8} {'offset ms':>9} "
+            f"{'F1':>6}  ->  {'threshold':>9} {'min dist':>8} {'offset ms':>9} {'F1':>6}"
+        )
+        lines = [header]
+        rows = zip(self.group_names(), self.groups, self.before_f1, self.references, strict=True)
+        for name, group, f1, count in rows:
+            old, new = self.before[group[0]], self.after[group[0]]
+            lines.append(
+                f"{name:<9} {count:6d}  {old.threshold:9.2f} {old.min_distance:8d} "
+                f"{1000 * old.offset_seconds:+9.1f} {100 * f1:6.1f}  ->  "
+                f"{new.parameters.threshold:9.2f} {new.parameters.min_distance:8d} "
+                f"{1000 * new.parameters.offset_seconds:+9.1f} {100 * new.f1:6.1f}"
+            )
+        return "\n".join(lines)
+
+
+def retune(
+    transcriber: DrumTranscriber,
+    results: Sequence[SetTranscription],
+    band_size: int = 0,
+    window: float = 0.05,
+) -> Retuning:
+    """Tunes a model's decoding (threshold, spacing, offset per class) on annotated files.
+
+    The network is unchanged; only how its p(t) becomes hits is chosen again, as training
+    chose it on its validation files (`events.tune_decoding`), for files that sound unlike those:
+    another kit, room or recording chain. `transcriber.decoding` is left as it is.
+
+    Args:
+        transcriber: the model.
+        results: its transcriptions of the tuning files, with their p(t) (`transcribe_set`,
+            `transcribe_folder`).
+        band_size: classes per shared decoding (the model's `decoding_band_size`; 0: each
+            class alone).
+        window: the matching tolerance to tune for, seconds.
+
+    Raises:
+        ValueError: no files, or a result without its probabilities.
+    """
+    if any(result.probabilities is None for result in results):
+        raise ValueError("retune needs the transcriptions' probabilities")
+    probabilities = [p for result in results for p in result.probabilities]
+    references = [r for result in results for r in result.references]
+    if not probabilities:
+        raise ValueError("no files to tune the decoding on")
+    classes = transcriber.classes
+    groups = decoding_groups(len(classes), band_size) or [[c] for c in range(len(classes))]
+    tunings = tune_decoding(
+        probabilities,
+        references,
+        transcriber.feature_config,
+        window=window,
+        groups=groups if band_size else None,
+    )
+    estimates = [
+        decode_events(p, transcriber.feature_config, transcriber.decoding) for p in probabilities
+    ]
+    evaluation = evaluate_onsets(references, estimates, classes, windows=(window,))
+    before_f1, counts = [], []
+    for group in groups:
+        scores = [evaluation[(window, classes[c])] for c in group]
+        matched, reference, estimate = (
+            sum(getattr(score, field) for score in scores)
+            for field in ("matched", "reference", "estimate")
+        )
+        before_f1.append(precision_recall_f1(matched, reference, estimate)[2])
+        counts.append(reference)
+    return Retuning(
+        classes=classes,
+        groups=groups,
+        before=list(transcriber.decoding),
+        after=tunings,
+        before_f1=before_f1,
+        references=counts,
+        files=len(probabilities),
+        window=window,
+    )
+
+
+def save_retuned(
+    model_path: PathLike, out: PathLike, retuning: Retuning, tuned_on: dict[str, Any]
+) -> Path:
+    """Writes `out/model.keras` (a copy) and `out/model.json` with `retuning`'s decoding.
+
+    The description keeps everything else, and records under "retuned" where the decoding came
+    from (`tuned_on`), the decoding it replaced and its F1 on the tuning files. The folder is
+    written beside `out` and renamed into place, so `out` is never half written; an existing
+    `out` from an earlier run is replaced.
+
+    Raises:
+        ValueError: `out` is the model's own folder, or holds something other than a model.
+    """
+    keras_path, _ = model_files(model_path)
+    out = Path(out)
+    if out.resolve() in (Path(keras_path).resolve().parent, Path(model_path).resolve()):
+        raise ValueError(f"{out} is the model's own folder: choose another output folder")
+    if out.exists() and (not out.is_dir() or set(p.name for p in out.iterdir()) - _RETUNED_FILES):
+        raise ValueError(
+            f"{out} exists and is not a re-tuned model folder: choose a new or empty folder"
+        )
+    description = load_description(model_path)
+    classes = [str(c) for c in retuning.classes]
+    previous = description.get("decoding")
+    description["decoding"] = {
+        c: t.parameters.to_dict() for c, t in zip(classes, retuning.after, strict=True)
+    }
+    description["tuning"] = {
+        c: {
+            "f1": t.f1,
+            "precision": t.precision,
+            "recall": t.recall,
+            "median_delay_seconds": t.median_error_seconds,
+            "window": t.window,
+        }
+        for c, t in zip(classes, retuning.after, strict=True)
+    }
+    description["retuned"] = {
+        "from": os.fspath(model_path),
+        **tuned_on,
+        "files": retuning.files,
+        "previous_decoding": previous,
+        "previous_f1": dict(zip(retuning.group_names(), retuning.before_f1, strict=True)),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        shutil.copyfile(keras_path, temporary / MODEL_FILE)
+        with open(temporary / MODEL_JSON, "w", encoding="utf-8") as file:
+            json.dump(description, file, indent=2)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Evaluation.
 
 
@@ -1325,11 +1513,13 @@ class SetTranscription:
     Attributes:
         names: the files' names.
         references, estimates: per file, per class, times in seconds.
+        probabilities: per file, p(t) `[frames, classes]` (what `retune` tunes on).
     """
 
     names: list[str]
     references: list[list[np.ndarray]]
     estimates: list[list[np.ndarray]]
+    probabilities: list[np.ndarray] | None = None
 
     def evaluate(self, classes: Sequence) -> Evaluation:
         """Onset scores per class and overall (`metrics.evaluate_onsets`)."""
@@ -1358,16 +1548,20 @@ def transcribe_set(
     decoding = transcriber.decoding
     if not decoding_offsets:
         decoding = [dataclasses.replace(d, offset_seconds=0.0) for d in decoding]
-    estimates = []
+    estimates, probabilities = [], []
     for file in files:
         p = transcriber.probabilities(file.features)
+        probabilities.append(p)
         if known_counts:
             counts = [len(reference) for reference in file.references]
             estimates.append(decode_with_counts(p, counts, transcriber.feature_config, decoding))
         else:
             estimates.append(decode_events(p, transcriber.feature_config, decoding))
     return SetTranscription(
-        [file.name for file in files], [file.references for file in files], estimates
+        [file.name for file in files],
+        [file.references for file in files],
+        estimates,
+        probabilities,
     )
 
 
@@ -1398,7 +1592,7 @@ def transcribe_folder(
 
     A file that cannot be used is reported (`log`, and in the failures) and left out.
     """
-    references, estimates, names, failures = [], [], [], []
+    references, estimates, names, failures, probabilities = [], [], [], [], []
     for audio_path, annotation_path in pairs:
         try:
             events = read_task_annotations(annotation_path, transcriber.task)
@@ -1414,10 +1608,11 @@ def transcribe_folder(
             ]
         )
         estimates.append(transcription.times)
+        probabilities.append(transcription.probabilities)
         names.append(os.fspath(audio_path))
     if not names:
         return None, failures
-    return SetTranscription(names, references, estimates), failures
+    return SetTranscription(names, references, estimates, probabilities), failures
 
 
 # ---------------------------------------------------------------------------------------------

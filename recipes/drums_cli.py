@@ -413,6 +413,82 @@ def _print_evaluation(transcriber, result, title: str) -> tuple[typing.Any, dict
     return evaluation, {"notes": notes.to_dict(), "onsets": evaluation.to_dict()}
 
 
+@dataclasses.dataclass
+class _Data:
+    """What `--data` names: prepared sets (name, manifest path), or a folder of audio files
+    paired with annotation files (and the files left without a partner)."""
+
+    sets: list[tuple[str, str]]
+    pairs: list = dataclasses.field(default_factory=list)
+    audio_without: list = dataclasses.field(default_factory=list)
+    annotations_without: list = dataclasses.field(default_factory=list)
+
+    @property
+    def is_folder(self) -> bool:
+        return not self.sets
+
+
+def _resolve_data(data, sets, prefix: str) -> _Data:
+    """The sets (`--set`, else every PREFIX* set) or the annotated audio folder in `data`; a
+    clear error when it is neither."""
+    from loco_tf.pipelines.readers import AnnotationError, pair_audio_with_annotations
+    from loco_tf.recipes import drums
+
+    data = os.fspath(data)
+    found = drums.evaluation_sets(data, sets, prefix=prefix)
+    if found:
+        return _Data(found)
+    if not Path(data).is_dir() or sets:
+        raise click.ClickException(
+            f"{data}: neither a folder (of sets, or of audio and annotations) nor a .manifest.json"
+        )
+    names = sorted(p.name[: -len(".manifest.json")] for p in Path(data).glob("*.manifest.json"))
+    if names:
+        raise click.ClickException(
+            f"no {prefix}* set in {data}; choose with --set among: {', '.join(names)}"
+        )
+    try:
+        pairs, audio_without, annotations_without = pair_audio_with_annotations(data)
+    except AnnotationError as error:
+        raise click.ClickException(str(error)) from None
+    if not pairs and not audio_without:
+        raise click.ClickException(f"no sets, audio or annotation files in {data}")
+    return _Data([], pairs, audio_without, annotations_without)
+
+
+def _transcribe_data(
+    transcriber, data, resolved: _Data, raw_timing: bool = False, known_counts: bool = False
+) -> tuple[dict, int]:
+    """Runs a model on the resolved `--data`: {set name: `SetTranscription`} and the number
+    of files that could not be used (each reported)."""
+    from loco_tf.pipelines.tfrecords import read_manifest
+    from loco_tf.recipes import drums
+
+    if resolved.is_folder:
+        if known_counts:
+            raise click.ClickException("--known-counts works on prepared sets, not folders")
+        for path in resolved.audio_without:
+            _log(f"error: {path}: no annotation file found for it")
+        for path in resolved.annotations_without:
+            _log(f"warning: {path}: annotation without audio, ignored")
+        result, failures = drums.transcribe_folder(transcriber, resolved.pairs, log=_log)
+        failed = len(failures) + len(resolved.audio_without)
+        return ({} if result is None else {Path(data).name: result}), failed
+    transcriptions = {}
+    for name, path in resolved.sets:
+        try:
+            manifest = read_manifest(path)
+        except (OSError, ValueError) as error:
+            raise click.ClickException(f"cannot read the set {name}: {error}") from None
+        try:
+            transcriptions[name] = drums.transcribe_set(
+                transcriber, manifest, decoding_offsets=not raw_timing, known_counts=known_counts
+            )
+        except ValueError as error:
+            raise click.ClickException(f"cannot use the set {name}: {error}") from None
+    return transcriptions, 0
+
+
 def _evaluate_sets(
     models,
     data,
@@ -423,63 +499,19 @@ def _evaluate_sets(
     bfloat16: bool = False,
 ) -> None:
     """Scores each model on the sets (or the folder) in `data`; prints tables."""
-    from loco_tf.pipelines.readers import AnnotationError, pair_audio_with_annotations
-    from loco_tf.pipelines.tfrecords import read_manifest
-    from loco_tf.recipes import drums
-
     transcribers = [_load(model_path, bfloat16=bfloat16) for model_path in models]
     tasks = {t.task for t in transcribers}
     if len(tasks) > 1:
         raise click.ClickException(f"the models are of different tasks: {sorted(tasks)}")
     task = tasks.pop()
-    data = os.fspath(data)
-    found = drums.evaluation_sets(data, sets, prefix=f"{task}-test-")
-    folder = not found and Path(data).is_dir() and not sets
-    if folder:
-        has_manifests = any(Path(data).glob("*.manifest.json"))
-        if has_manifests:
-            names = sorted(
-                p.name[: -len(".manifest.json")] for p in Path(data).glob("*.manifest.json")
-            )
-            raise click.ClickException(
-                f"no {task}-test-* set in {data}; choose with --set among: {', '.join(names)}"
-            )
-        try:
-            pairs, audio_without, annotations_without = pair_audio_with_annotations(data)
-        except AnnotationError as error:
-            raise click.ClickException(str(error)) from None
-        if not pairs and not audio_without:
-            raise click.ClickException(f"no sets, audio or annotation files in {data}")
-    elif not found:
-        raise click.ClickException(
-            f"{data}: neither a folder (of sets, or of audio and annotations) nor a .manifest.json"
-        )
+    resolved = _resolve_data(data, sets, prefix=f"{task}-test-")
     results, scores, failed = {}, {}, 0
     for model_path, transcriber in zip(models, transcribers, strict=True):
         label = os.fspath(model_path)
-        if folder and known_counts:
-            raise click.ClickException("--known-counts works on prepared sets, not folders")
-        if folder:
-            for path in audio_without:
-                _log(f"error: {path}: no annotation file found for it")
-            for path in annotations_without:
-                _log(f"warning: {path}: annotation without audio, ignored")
-            result, failures = drums.transcribe_folder(transcriber, pairs, log=_log)
-            failed = max(failed, len(failures) + len(audio_without))
-            transcriptions = {} if result is None else {Path(data).name: result}
-        else:
-            transcriptions = {}
-            for name, path in found:
-                try:
-                    manifest = read_manifest(path)
-                except (OSError, ValueError) as error:
-                    raise click.ClickException(f"cannot read the set {name}: {error}") from None
-                transcriptions[name] = drums.transcribe_set(
-                    transcriber,
-                    manifest,
-                    decoding_offsets=not raw_timing,
-                    known_counts=known_counts,
-                )
+        transcriptions, failures = _transcribe_data(
+            transcriber, data, resolved, raw_timing, known_counts
+        )
+        failed = max(failed, failures)
         results[label], scores[label] = {}, {}
         for name, result in transcriptions.items():
             title = f"{label} on {name}"
@@ -551,6 +583,72 @@ def evaluate(models, data, sets, json_path, raw_timing, known_counts, bfloat16) 
     `loco evaluate digits --help`).
     """
     _evaluate_sets(list(models), data, sets, json_path, raw_timing, known_counts, bfloat16)
+
+
+FEW_TUNING_EVENTS = 20
+"""Below this many reference events, a class's re-tuned threshold is a guess: `loco tune`
+warns."""
+
+
+@click.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True),
+    help="Annotated files to tune on: a folder of prepared sets (its TASK-validation set, or "
+    "--set), one .manifest.json, or a folder of audio files with annotation files (same stem; "
+    "IDMT XML, ENST, MDB, MIDI, CSV).",
+)
+@click.option("--set", "sets", multiple=True, help="A set of --data to tune on (repeatable).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the re-tuned model (model.keras + model.json); a rerun replaces it.",
+)
+@bfloat16_option
+def tune(model_path, data, sets, out, bfloat16) -> None:
+    """Re-tune a trained model's decoding on your own annotated files.
+
+    The network stays as it is; each class's threshold, minimum spacing and timing offset are
+    chosen again, to maximise F1 at 50 ms on the files in --data, as training chose them on
+    its validation files. Use it when your recordings sound unlike the training data (another
+    kit, room or microphone) and you have a few annotated ones: p(t) peaks can be lower there,
+    and a lower threshold finds them. Tune on files you do not score on. Prints the old and
+    the new decoding with their F1 on the tuning files, and writes OUT for `loco predict
+    --model OUT`, `loco evaluate OUT` and `loco export OUT`.
+    """
+    from loco_tf.recipes import drums
+
+    transcriber = _load(model_path, bfloat16=bfloat16)
+    resolved = _resolve_data(data, sets, prefix=f"{transcriber.task}-validation")
+    transcriptions, failed = _transcribe_data(transcriber, data, resolved)
+    if not transcriptions:
+        raise click.ClickException(f"no usable annotated files in {data} (listed above)")
+    train_config = drums.load_description(model_path).get("train_config", {})
+    band_size = int(train_config.get("decoding_band_size", 0))
+    try:
+        retuning = drums.retune(transcriber, list(transcriptions.values()), band_size)
+    except ValueError as error:
+        raise click.ClickException(f"cannot tune on {data}: {error}") from None
+    names = ", ".join(transcriptions)
+    click.echo(f"Decoding of {model_path}, re-tuned on {retuning.files} files ({names}):")
+    click.echo(retuning.table())
+    for name, count in zip(retuning.group_names(), retuning.references, strict=True):
+        if count < FEW_TUNING_EVENTS:
+            _log(
+                f"warning: only {count} {name} events to tune on: its new decoding may not "
+                f"carry over to other files (annotate more of them)"
+            )
+    tuned_on = {"data": os.fspath(data), "sets": list(transcriptions)}
+    try:
+        written = drums.save_retuned(model_path, out, retuning, tuned_on)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot write the re-tuned model: {error}") from None
+    click.echo(f"\nWrote {written}: `loco predict --model {written} AUDIO... --out DIR`")
+    if failed:
+        raise click.ClickException(f"{failed} file(s) could not be used (listed above)")
 
 
 @click.command()
@@ -715,5 +813,5 @@ def plot(audio, model_path, out, annotation, start, duration, task) -> None:
 
 train.add_command(train_digits)
 
-COMMANDS = (train, evaluate, predict, plot)
+COMMANDS = (train, evaluate, tune, predict, plot)
 """The commands to attach to the `loco` group: `for c in COMMANDS: main.add_command(c)`."""

@@ -486,6 +486,44 @@ def test_evaluate_a_folder_reports_bad_files_and_scores_the_rest(model_dir, data
     assert f"{sum(1 for e in events if e.label == 'HH'):6d}" in result.output
 
 
+@pytest.mark.slow
+def test_tune_retunes_on_a_set_or_a_folder_and_the_result_loads(model_dir, data, tmp_path):
+    tuned = tmp_path / "tuned"
+    result = invoke(drums_cli.tune, model_dir, "--data", data["dir"], "--out", tuned)
+    assert result.exit_code == 0, result.output
+    assert "re-tuned on 1 files (drums-validation)" in result.output
+    assert "warning: only" in result.output  # one two-bar groove has few hits per class
+    # The decoding written is what `retune` finds on the validation set's p(t).
+    model = drums.DrumTranscriber.load(model_dir)
+    manifest = read_manifest(data["dir"] / "drums-validation.manifest.json")
+    expected = drums.retune(model, [drums.transcribe_set(model, manifest)])
+    loaded = drums.DrumTranscriber.load(tuned)
+    assert loaded.decoding == tuple(t.parameters for t in expected.after)
+    assert drums.load_description(tuned)["retuned"]["sets"] == ["drums-validation"]
+    result = invoke(drums_cli.evaluate, tuned, "--data", data["dir"])
+    assert result.exit_code == 0 and f"on drums-test-{KIT}" in result.output
+
+    # A folder of audio with annotations: the same file gives the same decoding.
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    ((wav, events),) = data["validation"]
+    (folder / "take.wav").write_bytes(Path(wav).read_bytes())
+    with open(folder / "take.csv", "w") as file:
+        file.write("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+    result = invoke(drums_cli.tune, model_dir, "--data", folder, "--out", tmp_path / "t2")
+    assert result.exit_code == 0, result.output
+    from_folder = drums.DrumTranscriber.load(tmp_path / "t2").decoding
+    assert [d.threshold for d in from_folder] == [d.threshold for d in loaded.decoding]
+
+    # Bad input: a set that is not there, and the model's own folder as --out.
+    result = invoke(
+        drums_cli.tune, model_dir, "--data", data["dir"], "--set", "nope", "--out", tuned
+    )
+    assert result.exit_code == 1 and "cannot read the set nope" in result.output
+    result = invoke(drums_cli.tune, model_dir, "--data", data["dir"], "--out", model_dir)
+    assert result.exit_code == 1 and "own folder" in result.output
+
+
 def test_csv_and_midi_content(tmp_path):
     times = [np.array([0.5, 1.0]), np.array([0.75]), np.array([0.5, 0.52, 2.0])]
     drums.write_csv(tmp_path / "x.csv", times, DRUM_CLASSES)
