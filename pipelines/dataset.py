@@ -125,6 +125,17 @@ class Augment:
         """Whether any spectral colouring is on."""
         return bool(self.gain_db or self.eq_db or self.shift_bands)
 
+    @property
+    def changes_features(self) -> bool:
+        """Whether segments' features are changed (colouring or reverberation:
+        `colour_examples`)."""
+        return self.colours or bool(self.reverb_seconds)
+
+    @property
+    def active(self) -> bool:
+        """Whether any augmentation is on."""
+        return bool(self.stack_probability) or self.changes_features
+
 
 def _resolve(
     source: PathLike | Manifest,
@@ -443,7 +454,7 @@ def training_dataset(
             )
 
         dataset = tf.data.Dataset.zip(dataset, partners, coins).map(maybe_stack, tf.data.AUTOTUNE)
-    if augment is not None and (augment.colours or augment.reverb_seconds):
+    if augment is not None and augment.changes_features:
         dataset = colour_examples(
             dataset,
             augment,

@@ -439,9 +439,7 @@ def augmentation(config: DrumTrainConfig) -> Augment | None:
         config.shift_bands,
         config.reverb_seconds,
     )
-    if augment.stack_probability or augment.colours or augment.reverb_seconds:
-        return augment
-    return None
+    return augment if augment.active else None
 
 
 def frames_dataset(manifest: Manifest, config: DrumTrainConfig, training: bool) -> tf.data.Dataset:
