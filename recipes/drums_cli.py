@@ -546,17 +546,28 @@ def _comparison(results, classes) -> str:
     return "\n".join(lines)
 
 
+def data_options(sets_used: str, verb: str):
+    """`--data` (prepared sets, one manifest, or a folder of annotated audio) and `--set`."""
+
+    def decorate(function):
+        function = click.option(
+            "--set", "sets", multiple=True, help=f"A set of --data to {verb} (repeatable)."
+        )(function)
+        return click.option(
+            "--data",
+            required=True,
+            type=click.Path(exists=True),
+            help=f"A folder of prepared sets ({sets_used}, or --set), one .manifest.json, or a "
+            "folder of audio files with annotation files (same stem; IDMT XML, ENST, MDB, "
+            "MIDI, CSV).",
+        )(function)
+
+    return decorate
+
+
 @click.command(cls=TaskDispatch, tasks={"digits": evaluate_digits})
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True),
-    help="A folder of prepared sets (scores the drums-test-* sets, or --set), one "
-    ".manifest.json, or a folder of audio files with annotation files (same stem; IDMT XML, "
-    "ENST, MDB, MIDI, CSV).",
-)
-@click.option("--set", "sets", multiple=True, help="A set of --data to score (repeatable).")
+@data_options("scores the drums-test-* sets", "score")
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write the scores as JSON."
 )
@@ -592,15 +603,7 @@ warns."""
 
 @click.command()
 @click.argument("model_path", metavar="MODEL", type=click.Path(exists=True))
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True),
-    help="Annotated files to tune on: a folder of prepared sets (its TASK-validation set, or "
-    "--set), one .manifest.json, or a folder of audio files with annotation files (same stem; "
-    "IDMT XML, ENST, MDB, MIDI, CSV).",
-)
-@click.option("--set", "sets", multiple=True, help="A set of --data to tune on (repeatable).")
+@data_options("tunes on its drums-validation or piano-validation set", "tune on")
 @click.option(
     "--out",
     required=True,
@@ -614,10 +617,10 @@ def tune(model_path, data, sets, out, bfloat16) -> None:
     The network stays as it is; each class's threshold, minimum spacing and timing offset are
     chosen again, to maximise F1 at 50 ms on the files in --data, as training chose them on
     its validation files. Use it when your recordings sound unlike the training data (another
-    kit, room or microphone) and you have a few annotated ones: p(t) peaks can be lower there,
-    and a lower threshold finds them. Tune on files you do not score on. Prints the old and
-    the new decoding with their F1 on the tuning files, and writes OUT for `loco predict
-    --model OUT`, `loco evaluate OUT` and `loco export OUT`.
+    kit, room or microphone) and you have a few annotated ones: p(t)'s peaks can be lower or
+    higher there than the thresholds chosen on the training kits expect. Tune on files you do
+    not score on. Prints the old and the new decoding with their F1 on the tuning files, and
+    writes OUT for `loco predict --model OUT`, `loco evaluate OUT` and `loco export OUT`.
     """
     from loco_tf.recipes import drums
 

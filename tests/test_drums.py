@@ -105,6 +105,14 @@ def invoke(command, *args):
     return result
 
 
+def annotated_copy(folder, stem, wav, events):
+    """FOLDER/STEM.wav, a copy of `wav`, with FOLDER/STEM.csv (time,label) of `events`."""
+    folder.mkdir(exist_ok=True)
+    (folder / f"{stem}.wav").write_bytes(Path(wav).read_bytes())
+    with open(folder / f"{stem}.csv", "w") as file:
+        file.write("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+
+
 @pytest.fixture(scope="module")
 def model_dir(data, tmp_path_factory):
     """A tiny LoCo model trained with `loco train drums`."""
@@ -467,11 +475,8 @@ def test_evaluate_prints_tables_for_sets_and_models(model_dir, data, tmp_path):
 @pytest.mark.slow
 def test_evaluate_a_folder_reports_bad_files_and_scores_the_rest(model_dir, data, tmp_path):
     folder = tmp_path / "folder"
-    folder.mkdir()
     ((wav, events),) = data["test"]
-    (folder / "good.wav").write_bytes(Path(wav).read_bytes())
-    with open(folder / "good.csv", "w") as file:
-        file.write("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+    annotated_copy(folder, "good", wav, events)
     (folder / "broken.wav").write_bytes(b"RIFF not really")
     (folder / "broken.csv").write_text("time,label\n1.0,KD\n")
     soundfile.write(folder / "silent.wav", np.zeros(32000, np.float32), 32000)
@@ -505,11 +510,8 @@ def test_tune_retunes_on_a_set_or_a_folder_and_the_result_loads(model_dir, data,
 
     # A folder of audio with annotations: the same file gives the same decoding.
     folder = tmp_path / "mine"
-    folder.mkdir()
     ((wav, events),) = data["validation"]
-    (folder / "take.wav").write_bytes(Path(wav).read_bytes())
-    with open(folder / "take.csv", "w") as file:
-        file.write("time,label\n" + "".join(f"{e.time},{e.label}\n" for e in events))
+    annotated_copy(folder, "take", wav, events)
     result = invoke(drums_cli.tune, model_dir, "--data", folder, "--out", tmp_path / "t2")
     assert result.exit_code == 0, result.output
     from_folder = drums.DrumTranscriber.load(tmp_path / "t2").decoding
