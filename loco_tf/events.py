@@ -234,6 +234,40 @@ def _score(
     return (f1, precision, recall), np.concatenate(errors)
 
 
+def threshold_curve(
+    event_probabilities: Sequence[np.ndarray],
+    references: Sequence[np.ndarray],
+    feature_config: FeatureConfig,
+    parameters: DecodingParameters,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    window: float = 0.05,
+) -> np.ndarray:
+    """F1 of one class at each threshold, with `parameters`' minimum distance and offset.
+
+    F1 from true/false positives summed over the files (micro), as `tune_decoding` scores; how
+    sharply F1 depends on the threshold, e.g. to plot a decoding against another.
+
+    Args:
+        event_probabilities: per file, p(t) `[time]` of the class.
+        references: per file, its reference times in seconds.
+        feature_config: the front end the frames come from.
+        parameters: the minimum distance and offset to decode with (its threshold is unused).
+        thresholds: where to score.
+        window: matching tolerance in seconds.
+
+    Returns:
+        `[len(thresholds)]` F1.
+    """
+    if len(event_probabilities) != len(references):
+        raise ValueError(f"{len(event_probabilities)} files of p(t), {len(references)} of refs")
+    p_c = [np.asarray(p).reshape(-1) for p in event_probabilities]
+    refs_c = [np.sort(np.asarray(r, dtype=np.float64)) for r in references]
+    times = [frame_times(len(p), feature_config) + parameters.offset_seconds for p in p_c]
+    return np.array(
+        [_score(p_c, times, refs_c, t, parameters.min_distance, window)[0][0] for t in thresholds]
+    )
+
+
 def tune_decoding(
     event_probabilities: Sequence[np.ndarray],
     references: Sequence[Sequence[np.ndarray]],

@@ -83,10 +83,12 @@ from loco_tf.distribute import (
     worker_dir,
 )
 from loco_tf.events import (
+    DEFAULT_THRESHOLDS,
     DecodingParameters,
     Tuning,
     decode_events,
     decode_with_counts,
+    threshold_curve,
     tune_decoding,
 )
 from loco_tf.features import FeatureConfig, compute_features, frame_times, num_frames
@@ -1417,6 +1419,46 @@ def retune(
         files=len(probabilities),
         window=window,
     )
+
+
+def plot_retuning(
+    transcriber: DrumTranscriber,
+    results: Sequence[SetTranscription],
+    retuning: Retuning,
+    out: PathLike,
+) -> None:
+    """F1 on the tuning files against the threshold, per class (per band), with the old and
+    the new decoding's spacing and offset; the two thresholds marked (`loco tune --plot`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    probabilities = [p for result in results for p in result.probabilities]
+    references = [r for result in results for r in result.references]
+    thresholds = np.asarray(DEFAULT_THRESHOLDS)
+    names = retuning.group_names()
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.6, 3.2), squeeze=False)
+    for ax, name, group in zip(axes[0], names, retuning.groups, strict=True):
+        pooled = [p[:, c] for p in probabilities for c in group]
+        pooled_refs = [r[c] for r in references for c in group]
+        old, new = retuning.before[group[0]], retuning.after[group[0]].parameters
+        for label, parameters, style in (("before", old, "--"), ("after", new, "-")):
+            curve = threshold_curve(
+                pooled, pooled_refs, transcriber.feature_config, parameters, thresholds,
+                retuning.window,
+            )  # fmt: skip
+            line = ax.plot(thresholds, 100 * curve, style, label=label)[0]
+            ax.axvline(parameters.threshold, color=line.get_color(), lw=0.8, ls=":")
+        ax.set_title(f"{name} ({sum(len(r) for r in pooled_refs)} hits)", fontsize=9)
+        ax.set_xlabel("threshold")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"F1 @{1000 * retuning.window:.0f} ms on the tuning files (%)")
+    axes[0][-1].legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def save_retuned(

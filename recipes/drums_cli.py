@@ -610,8 +610,14 @@ warns."""
     type=click.Path(file_okay=False),
     help="Folder for the re-tuned model (model.keras + model.json); a rerun replaces it.",
 )
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    help="Also draw F1 against the threshold per class, before and after (PNG).",
+)
 @bfloat16_option
-def tune(model_path, data, sets, out, bfloat16) -> None:
+def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     """Re-tune a trained model's decoding on your own annotated files.
 
     The network stays as it is; each class's threshold, minimum spacing and timing offset are
@@ -650,6 +656,12 @@ def tune(model_path, data, sets, out, bfloat16) -> None:
     except (OSError, ValueError) as error:
         raise click.ClickException(f"cannot write the re-tuned model: {error}") from None
     click.echo(f"\nWrote {written}: `loco predict --model {written} AUDIO... --out DIR`")
+    if plot_path is not None:
+        try:
+            drums.plot_retuning(transcriber, list(transcriptions.values()), retuning, plot_path)
+        except OSError as error:
+            raise click.ClickException(f"cannot write the plot {plot_path}: {error}") from None
+        click.echo(f"Plot: {plot_path}")
     if failed:
         raise click.ClickException(f"{failed} file(s) could not be used (listed above)")
 

@@ -494,8 +494,12 @@ def test_evaluate_a_folder_reports_bad_files_and_scores_the_rest(model_dir, data
 @pytest.mark.slow
 def test_tune_retunes_on_a_set_or_a_folder_and_the_result_loads(model_dir, data, tmp_path):
     tuned = tmp_path / "tuned"
-    result = invoke(drums_cli.tune, model_dir, "--data", data["dir"], "--out", tuned)
+    plot = tmp_path / "f1.png"
+    result = invoke(
+        drums_cli.tune, model_dir, "--data", data["dir"], "--out", tuned, "--plot", plot
+    )
     assert result.exit_code == 0, result.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"
     assert "re-tuned on 1 files (drums-validation)" in result.output
     assert "warning: only" in result.output  # one two-bar groove has few hits per class
     # The decoding written is what `retune` finds on the validation set's p(t).

@@ -8,7 +8,7 @@ import mir_eval
 import numpy as np
 import pytest
 
-from loco_tf.events import DecodingParameters
+from loco_tf.events import DecodingParameters, threshold_curve
 from loco_tf.features import FeatureConfig, frame_times
 from loco_tf.recipes import drums
 
@@ -143,3 +143,27 @@ def test_save_retuned_writes_a_loadable_copy_and_keeps_the_original(tmp_path):
     with pytest.raises(ValueError, match="not a re-tuned model folder"):
         drums.save_retuned(source, tmp_path / "busy", result, {})
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.filterwarnings("ignore:Estimated onsets are empty")  # mir_eval, at 0.9
+def test_threshold_curve_against_mir_eval():
+    p, references = synthetic_file(7)
+    times = frame_times(len(p), CONFIG)
+    thresholds = [0.07, 0.2, 0.42, 0.6, 0.7, 0.9]  # none equal to a peak's height
+    parameters = DecodingParameters(0.5, 4, -DELAY / CONFIG.frame_rate)
+    for c in range(3):
+        curve = threshold_curve([p[:, c]], [references[c]], CONFIG, parameters, thresholds)
+        shifted = times + parameters.offset_seconds
+        expected = [
+            mir_eval.onset.f_measure(references[c], shifted[p[:, c] > t])[0] for t in thresholds
+        ]
+        np.testing.assert_allclose(curve, expected, atol=1e-12)
+    # The retuned decoding's own F1 is the curve's value at its threshold.
+    result = drums.retune(model_like(0.5), [transcription([(p, references)])])
+    tuning = result.after[2]
+    at = threshold_curve(
+        [p[:, 2]], [references[2]], CONFIG, tuning.parameters, [tuning.parameters.threshold]
+    )
+    assert at[0] == pytest.approx(tuning.f1)
+    with pytest.raises(ValueError, match="files"):
+        threshold_curve([p[:, 0]], [], CONFIG, parameters)
