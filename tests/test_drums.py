@@ -445,6 +445,31 @@ def test_transcribe_a_long_file_in_small_blocks(model_dir, tmp_path):
     np.testing.assert_allclose(
         transcription.features, features[first : first + len(transcription.features)], atol=1e-4
     )
+    # BLAS held to one thread (the default) computes the same numbers as BLAS left alone.
+    free = drums.DrumTranscriber.load(
+        model_dir, chunk_frames=300, block_seconds=0.7, front_end_blas_threads=None
+    )
+    np.testing.assert_allclose(
+        free.transcribe(path).probabilities, transcription.probabilities, atol=1e-6
+    )
+
+
+def test_blas_threads_are_limited_inside_and_restored_after():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {
+            i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
+        }
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # numpy's BLAS is loaded
+    before = blas_threads()
+    assert before
+    with drums._blas_threads(1):
+        assert set(blas_threads().values()) == {1}
+    assert blas_threads() == before
+    with drums._blas_threads(None):
+        assert blas_threads() == before
 
 
 # ---------------------------------------------------------------------------------------------
