@@ -1467,8 +1467,15 @@ def plot_retuning(
     references = [r for result in results for r in result.references]
     thresholds = np.asarray(DEFAULT_THRESHOLDS)
     names = retuning.group_names()
-    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names) + 0.6, 3.2), squeeze=False)
-    for ax, name, group in zip(axes[0], names, retuning.groups, strict=True):
+    columns = min(5, len(names))
+    rows = math.ceil(len(names) / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(3.2 * columns + 0.6, 3.2 * rows), squeeze=False
+    )
+    axes = axes.ravel()
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    for ax, name, group in zip(axes[: len(names)], names, retuning.groups, strict=True):
         pooled = [p[:, c] for p in probabilities for c in group]
         pooled_refs = [r[c] for r in references for c in group]
         old, new = retuning.before[group[0]], retuning.after[group[0]].parameters
@@ -1483,8 +1490,9 @@ def plot_retuning(
         ax.set_xlabel("threshold")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"F1 @{1000 * retuning.window:.0f} ms on the tuning files (%)")
-    axes[0][-1].legend(fontsize=8, frameon=False)
+    for ax in axes[::columns]:
+        ax.set_ylabel(f"F1 @{1000 * retuning.window:.0f} ms, tuning files (%)")
+    axes[len(names) - 1].legend(fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

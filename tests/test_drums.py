@@ -533,6 +533,8 @@ def test_tune_retunes_on_a_set_or_a_folder_and_the_result_loads(model_dir, data,
     expected = drums.retune(model, [drums.transcribe_set(model, manifest)])
     loaded = drums.DrumTranscriber.load(tuned)
     assert loaded.decoding == tuple(t.parameters for t in expected.after)
+    # Training tuned on the same files: re-tuning there finds the same decoding again.
+    assert loaded.decoding == model.decoding
     assert drums.load_description(tuned)["retuned"]["sets"] == ["drums-validation"]
     result = invoke(drums_cli.evaluate, tuned, "--data", data["dir"])
     assert result.exit_code == 0 and f"on drums-test-{KIT}" in result.output
