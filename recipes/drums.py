@@ -1292,19 +1292,7 @@ def train(
         "model_config": dataclasses.asdict(
             conv_lstm_config(config, feature_config, max(b - a for a, b in class_bands(config)))
         ),
-        "decoding": {
-            str(c): t.parameters.to_dict() for c, t in zip(config.classes, tunings, strict=True)
-        },
-        "tuning": {
-            str(c): {
-                "f1": t.f1,
-                "precision": t.precision,
-                "recall": t.recall,
-                "median_delay_seconds": t.median_error_seconds,
-                "window": t.window,
-            }
-            for c, t in zip(config.classes, tunings, strict=True)
-        },
+        **_decoding_description(config.classes, tunings),
         "validation": validation.to_dict(),
         "training": {
             "epochs": len(history),
@@ -1320,6 +1308,25 @@ def train(
     with open(out / MODEL_JSON, "w", encoding="utf-8") as file:
         json.dump(description, file, indent=2)
     return TrainResult(out, description, validation, tunings, history)
+
+
+def _decoding_description(classes: Sequence, tunings: Sequence[Tuning]) -> dict[str, Any]:
+    """model.json's "decoding" (what `DrumTranscriber.load` reads) and "tuning" (how well it
+    did on the files it was tuned on), per class."""
+    pairs = [(str(c), t) for c, t in zip(classes, tunings, strict=True)]
+    return {
+        "decoding": {c: t.parameters.to_dict() for c, t in pairs},
+        "tuning": {
+            c: {
+                "f1": t.f1,
+                "precision": t.precision,
+                "recall": t.recall,
+                "median_delay_seconds": t.median_error_seconds,
+                "window": t.window,
+            }
+            for c, t in pairs
+        },
+    }
 
 
 def tuning_table(tunings: Sequence[Tuning], classes: Sequence[str]) -> str:
@@ -1520,21 +1527,8 @@ def save_retuned(
             f"{out} exists and is not a re-tuned model folder: choose a new or empty folder"
         )
     description = load_description(model_path)
-    classes = [str(c) for c in retuning.classes]
     previous = description.get("decoding")
-    description["decoding"] = {
-        c: t.parameters.to_dict() for c, t in zip(classes, retuning.after, strict=True)
-    }
-    description["tuning"] = {
-        c: {
-            "f1": t.f1,
-            "precision": t.precision,
-            "recall": t.recall,
-            "median_delay_seconds": t.median_error_seconds,
-            "window": t.window,
-        }
-        for c, t in zip(classes, retuning.after, strict=True)
-    }
+    description.update(_decoding_description(retuning.classes, retuning.after))
     description["retuned"] = {
         "from": os.fspath(model_path),
         **tuned_on,
