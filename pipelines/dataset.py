@@ -359,12 +359,23 @@ def colour_examples(
     augment: Augment,
     amin: float,
     seed: int | None,
-    frame_rate: float = FeatureConfig().frame_rate,
+    frame_rate: float | None = None,
 ) -> tf.data.Dataset:
     """Reverberates (`random_reverb`, `reverberate`; with `augment.reverb_seconds`) and then
     colours (`random_colouring`, `colour_spectrum`; with `augment.colours`) every
     `{"features", "lengths", ...}` example of `dataset` at random; the other keys pass
-    through. `frame_rate` is the features' frames per second."""
+    through. `frame_rate` is the features' frames per second, which the reverberation's decay
+    depends on; it has no default, so that features from another front end cannot silently
+    get a wrong decay.
+
+    Raises:
+        ValueError: reverberation without `frame_rate`.
+    """
+    if augment.reverb_seconds and frame_rate is None:
+        raise ValueError(
+            "colour_examples: reverberation (augment.reverb_seconds) needs the features' "
+            "frame_rate (FeatureConfig.frame_rate)"
+        )
 
     def colour(example, pair):
         features = example["features"]

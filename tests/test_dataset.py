@@ -14,6 +14,7 @@ from loco_tf.pipelines.dataset import (
     REVERB_WET_DB,
     TRAINING_SPEC,
     Augment,
+    colour_examples,
     colour_spectrum,
     evaluation_dataset,
     random_colouring,
@@ -412,6 +413,11 @@ def test_random_reverbs_stay_in_their_ranges_and_repeat_with_the_seed():
     assert float(again[0]) == decays[3] and float(again[1]) == weights[3]
     with pytest.raises(ValueError, match="ranges"):
         Augment(reverb_seconds=-0.1)
+    # The decay depends on the frame rate, so reverberation does not guess it.
+    examples = tf.data.Dataset.from_tensors({"features": tf.zeros((4, 80, 2)), "lengths": 4})
+    with pytest.raises(ValueError, match="frame_rate"):
+        colour_examples(examples, augment, 1e-10, seed=0)
+    colour_examples(examples, Augment(gain_db=3.0), 1e-10, seed=0)  # colouring alone needs none
 
 
 def test_training_dataset_reverberates_without_touching_counts_or_colouring(shards):
