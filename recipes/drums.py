@@ -1505,6 +1505,21 @@ def plot_retuning(
     plt.close(fig)
 
 
+def check_retuned_output(model_path: PathLike, out: PathLike) -> str:
+    """Raises ValueError unless `out` may receive a re-tuned copy of the model (it is not the
+    model's own folder, and is new, empty or an earlier re-tuned copy); returns the model's
+    `.keras` path."""
+    keras_path, _ = model_files(model_path)
+    out = Path(out)
+    if out.resolve() in (Path(keras_path).resolve().parent, Path(model_path).resolve()):
+        raise ValueError(f"{out} is the model's own folder: choose another output folder")
+    if out.exists() and (not out.is_dir() or set(p.name for p in out.iterdir()) - _RETUNED_FILES):
+        raise ValueError(
+            f"{out} exists and is not a re-tuned model folder: choose a new or empty folder"
+        )
+    return keras_path
+
+
 def save_retuned(
     model_path: PathLike, out: PathLike, retuning: Retuning, tuned_on: dict[str, Any]
 ) -> Path:
@@ -1518,14 +1533,8 @@ def save_retuned(
     Raises:
         ValueError: `out` is the model's own folder, or holds something other than a model.
     """
-    keras_path, _ = model_files(model_path)
+    keras_path = check_retuned_output(model_path, out)
     out = Path(out)
-    if out.resolve() in (Path(keras_path).resolve().parent, Path(model_path).resolve()):
-        raise ValueError(f"{out} is the model's own folder: choose another output folder")
-    if out.exists() and (not out.is_dir() or set(p.name for p in out.iterdir()) - _RETUNED_FILES):
-        raise ValueError(
-            f"{out} exists and is not a re-tuned model folder: choose a new or empty folder"
-        )
     description = load_description(model_path)
     previous = description.get("decoding")
     description.update(_decoding_description(retuning.classes, retuning.after))

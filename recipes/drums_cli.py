@@ -631,6 +631,10 @@ def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     from loco_tf.recipes import drums
 
     transcriber = _load(model_path, bfloat16=bfloat16)
+    try:
+        drums.check_retuned_output(model_path, out)  # before the minutes of inference
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"cannot write the re-tuned model: {error}") from None
     resolved = _resolve_data(data, sets, prefix=f"{transcriber.task}-validation")
     transcriptions, failed = _transcribe_data(transcriber, data, resolved)
     if not transcriptions:
