@@ -1394,6 +1394,13 @@ class Retuning:
         return "\n".join(lines)
 
 
+def _tuning_files(results: Sequence[SetTranscription]) -> tuple[list, list]:
+    """Every tuning file's p(t) and references, across the sets of `results`."""
+    probabilities = [p for result in results for p in result.probabilities]
+    references = [r for result in results for r in result.references]
+    return probabilities, references
+
+
 def retune(
     transcriber: DrumTranscriber,
     results: Sequence[SetTranscription],
@@ -1419,18 +1426,13 @@ def retune(
     """
     if any(result.probabilities is None for result in results):
         raise ValueError("retune needs the transcriptions' probabilities")
-    probabilities = [p for result in results for p in result.probabilities]
-    references = [r for result in results for r in result.references]
+    probabilities, references = _tuning_files(results)
     if not probabilities:
         raise ValueError("no files to tune the decoding on")
     classes = transcriber.classes
     groups = decoding_groups(len(classes), band_size) or [[c] for c in range(len(classes))]
     tunings = tune_decoding(
-        probabilities,
-        references,
-        transcriber.feature_config,
-        window=window,
-        groups=groups if band_size else None,
+        probabilities, references, transcriber.feature_config, window=window, groups=groups
     )
     estimates = [
         decode_events(p, transcriber.feature_config, transcriber.decoding) for p in probabilities
@@ -1470,8 +1472,7 @@ def plot_retuning(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    probabilities = [p for result in results for p in result.probabilities]
-    references = [r for result in results for r in result.references]
+    probabilities, references = _tuning_files(results)
     thresholds = np.asarray(DEFAULT_THRESHOLDS)
     names = retuning.group_names()
     columns = min(5, len(names))
@@ -1482,7 +1483,8 @@ def plot_retuning(
     axes = axes.ravel()
     for ax in axes[len(names) :]:
         ax.set_visible(False)
-    for ax, name, group in zip(axes[: len(names)], names, retuning.groups, strict=True):
+    panels = zip(axes[: len(names)], names, retuning.groups, retuning.references, strict=True)
+    for ax, name, group, hits in panels:
         pooled = [p[:, c] for p in probabilities for c in group]
         pooled_refs = [r[c] for r in references for c in group]
         old, new = retuning.before[group[0]], retuning.after[group[0]].parameters
@@ -1493,7 +1495,7 @@ def plot_retuning(
             )  # fmt: skip
             line = ax.plot(thresholds, 100 * curve, style, label=label)[0]
             ax.axvline(parameters.threshold, color=line.get_color(), lw=0.8, ls=":")
-        ax.set_title(f"{name} ({sum(len(r) for r in pooled_refs)} hits)", fontsize=9)
+        ax.set_title(f"{name} ({hits} hits)", fontsize=9)
         ax.set_xlabel("threshold")
         ax.set_ylim(0, 100)
         ax.grid(alpha=0.3)
