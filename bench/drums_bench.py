@@ -200,7 +200,7 @@ def main() -> None:
                 "bench": "drums",
                 "train_step_ms": {k: round(1000 * v, 2) for k, v in steps.items()},
                 "loco_over_twin": round(loco / twin, 4),
-                "inference_x_real_time": {k.strip(): round(v, 1) for k, v in speed.items()},
+                "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
                 "end_to_end_bf16_over_baseline": round(gain, 3),
                 "network_macs_per_audio_second": round(macs),
                 "cpu_count": os.cpu_count(),
