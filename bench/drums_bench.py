@@ -11,12 +11,12 @@ Inference: a stereo 16-bit WAV file of noise at 44.1 kHz (a user's usual file: t
 resampling are included), transcribed the way `loco predict` does it
 (`DrumTranscriber.transcribe`: read, down-mix, resample,
 log-mel features, chunked causal network, peak picking), and its two halves alone: the front end
-(`audio_feature_blocks`, against its baseline, the same features from
-`librosa.feature.melspectrogram`) and the network on precomputed features
-(`CausalStreamer.run`); end to end and the network again with bfloat16 convolutions
-(`loco predict --bfloat16`); and, as the baseline of end to end, the transcriber as it was
-before it held BLAS to one thread and ran 4096-frame chunks (BLAS threads free, 8192-frame
-chunks).
+(`audio_feature_blocks`) and the network on precomputed features (`CausalStreamer.run`); end to
+end and the network again with bfloat16 convolutions (`loco predict --bfloat16`). Baselines in
+the same run: the front end as it was before (features in blocks of 8,192 frames, the FFT on all
+cores), and the same features from `librosa.feature.melspectrogram`; the network with Keras's
+LSTM layer instead of `lstm_recurrence`; and, for end to end, both of those together (the
+transcriber as it was before).
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
 does not depend on its weights or on the audio, so an untrained network and noise measure it.
 Target: >= 500 x real time end to end.
@@ -28,6 +28,7 @@ one run. Prints a table and one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -39,7 +40,7 @@ import librosa
 import numpy as np
 import soundfile
 
-from loco_tf import LocoLoss
+from loco_tf import LocoLoss, features
 from loco_tf.events import DecodingParameters
 from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.pipelines.audio import load_audio
@@ -54,7 +55,18 @@ from loco_tf.recipes.drums import (
 )
 
 BATCH, FRAMES, CLASSES = 32, 400, 3
-BEFORE = "bf16 before (BLAS free, 8192 chunks)"
+BEFORE = "bf16 before (8192-frame FFT blocks, Keras LSTM)"
+
+
+@contextlib.contextmanager
+def front_end_before():
+    """The front end as it was: features in blocks of 8,192 frames, each FFT on all cores."""
+    saved = features._FRAMES_PER_BLOCK, features._FFT_WORKERS
+    features._FRAMES_PER_BLOCK, features._FFT_WORKERS = 8192, -1
+    try:
+        yield
+    finally:
+        features._FRAMES_PER_BLOCK, features._FFT_WORKERS = saved
 
 
 def interleaved(functions: dict, repeats: int) -> dict[str, float]:
@@ -108,7 +120,7 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "noise.wav")
         soundfile.write(path, audio, rate, subtype="PCM_16")
-        features = compute_features(load_audio(path, config), config)
+        feature_matrix = compute_features(load_audio(path, config), config)
         streamer: CausalStreamer = transcriber.streamer
         fast = DrumTranscriber(
             model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
@@ -116,21 +128,33 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
         )  # fmt: skip
         before = DrumTranscriber(
             model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
-            encoder_dtype="bfloat16", chunk_frames=8192, front_end_blas_threads=None,
+            encoder_dtype="bfloat16",
         )  # fmt: skip
+        before.streamer = CausalStreamer(model, before.streamer.chunk_frames, "bfloat16", False)
+
+        def transcribe_before():
+            with front_end_before():
+                before.transcribe(path)
+
+        def front_end(before: bool):
+            with front_end_before() if before else contextlib.nullcontext():
+                return sum(len(b) for b in audio_feature_blocks(path, config))
+
         times = interleaved(
             {
                 "end to end (transcribe)": lambda: transcriber.transcribe(path),
                 "end to end, bfloat16 convolutions": lambda: fast.transcribe(path),
-                BEFORE: lambda: before.transcribe(path),
-                "front end (read + resample + log-mel)": lambda: sum(
-                    len(b) for b in audio_feature_blocks(path, config)
-                ),
+                BEFORE: transcribe_before,
+                "front end (read + resample + log-mel)": lambda: front_end(False),
+                "front end before (8192-frame FFT blocks)": lambda: front_end(True),
                 "front end baseline: librosa melspectrogram": lambda: librosa_front_end(
                     path, config
                 ),
-                "network (chunked causal pass)": lambda: streamer.run(features),
-                "network, bfloat16 convolutions": lambda: fast.streamer.run(features),
+                "network (chunked causal pass)": lambda: streamer.run(feature_matrix),
+                "network, bfloat16 convolutions": lambda: fast.streamer.run(feature_matrix),
+                "network, bfloat16, Keras LSTM (before)": lambda: before.streamer.run(
+                    feature_matrix
+                ),
             },
             repeats,
         )
@@ -150,10 +174,10 @@ def librosa_front_end(path: str, config: FeatureConfig) -> np.ndarray:
     return np.stack([log_mel, np.diff(log_mel, axis=0, prepend=log_mel[:1])], axis=-1)
 
 
-def network_macs_per_second(config: DrumTrainConfig, features: FeatureConfig) -> float:
+def network_macs_per_second(config: DrumTrainConfig, feature_config: FeatureConfig) -> float:
     """Multiply-accumulates of the network per second of audio, counted from its layers:
     what any implementation must compute, to set the measured speed against."""
-    bins, channels, macs = features.n_mels, 2, 0
+    bins, channels, macs = feature_config.n_mels, 2, 0
     k_time, k_freq = 3, 4
     for index, filters in enumerate(config.filters):
         macs += bins * filters * channels * k_time * k_freq
@@ -163,7 +187,7 @@ def network_macs_per_second(config: DrumTrainConfig, features: FeatureConfig) ->
     inputs = bins * channels
     macs += 4 * config.lstm_units * (inputs + config.lstm_units)
     macs += config.lstm_units * config.dense_units + config.dense_units * CLASSES
-    return macs * features.frame_rate
+    return macs * feature_config.frame_rate
 
 
 def main() -> None:
@@ -181,12 +205,19 @@ def main() -> None:
         print(f"  {name:<32} {1000 * seconds:8.1f} {seconds / twin:14.3f}")
     print(f"  LoCo / twin = {loco / twin:.3f} (target <= 1.1)")
     print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz stereo audio:")
-    print(f"  {'stage':<40} {'x real time':>12}")
+    print(f"  {'stage':<48} {'x real time':>12}")
     for name, ratio in speed.items():
-        print(f"  {name:<40} {ratio:12.0f}")
+        print(f"  {name:<48} {ratio:12.0f}")
     print("  (target >= 500 x end to end)")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
-    print(f"  one BLAS thread and 4096-frame chunks against the baseline: {gain:.2f} x")
+    front = speed["front end (read + resample + log-mel)"]
+    front /= speed["front end before (8192-frame FFT blocks)"]
+    recurrence = speed["network, bfloat16 convolutions"]
+    recurrence /= speed["network, bfloat16, Keras LSTM (before)"]
+    print(
+        f"  against the baselines: end to end {gain:.2f} x, front end {front:.2f} x, "
+        f"network (bfloat16) {recurrence:.2f} x"
+    )
     macs = network_macs_per_second(DrumTrainConfig(), FeatureConfig())
     network = speed["network (chunked causal pass)"]
     print(
@@ -202,6 +233,8 @@ def main() -> None:
                 "loco_over_twin": round(loco / twin, 4),
                 "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
                 "end_to_end_bf16_over_baseline": round(gain, 3),
+                "front_end_over_baseline": round(front, 3),
+                "network_bf16_over_keras_lstm": round(recurrence, 3),
                 "network_macs_per_audio_second": round(macs),
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),

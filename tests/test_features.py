@@ -103,6 +103,20 @@ def test_matches_numpy_reference(monkeypatch, block):
     np.testing.assert_allclose(result[:, :, 1], difference, atol=2e-3, rtol=0)
 
 
+def test_block_size_changes_no_value(monkeypatch):
+    # Blocks bound memory and keep the work in cache: to the bit, the same features. (Blocks
+    # of a few frames may differ by a rounding, ~1e-5 dB: BLAS takes another kernel for so few
+    # rows; test_matches_numpy_reference covers them.)
+    audio = make_signal(3.0, seed=5)
+    results = []
+    for block in (8192, 1024, 100):
+        monkeypatch.setattr(features, "_FRAMES_PER_BLOCK", block)
+        results.append(compute_features(audio, CONFIG))
+    assert results[0].shape[0] == (len(audio) - 1024) // 120 + 1 > 700
+    for result in results[1:]:
+        np.testing.assert_array_equal(result, results[0])
+
+
 def test_matches_librosa_melspectrogram():
     # `_log_mel` computes librosa's uncentred mel power spectrogram itself (faster); it must
     # stay librosa's, silence and all.

@@ -1,0 +1,95 @@
+"""`lstm_recurrence` (the streamer's LSTM) against a float64 NumPy LSTM and Keras's layer."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from loco_tf.features import FeatureConfig
+from loco_tf.recipes import drums
+from loco_tf.streaming import CausalStreamer, lstm_recurrence, standard_lstm_weights
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_lstm(x, mask, h, c, kernel, recurrent_kernel, bias):
+    """The textbook LSTM in float64, gates in Keras's order (i, f, c, o); a masked step keeps
+    the state and repeats the output."""
+    x, h, c = (np.asarray(a, np.float64) for a in (x, h, c))
+    outputs = []
+    for t in range(x.shape[1]):
+        gates = x[:, t] @ kernel + h @ recurrent_kernel + bias
+        i, f, g, o = np.split(gates, 4, axis=-1)
+        c_new = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h_new = sigmoid(o) * np.tanh(c_new)
+        keep = mask[:, t, None]
+        h, c = np.where(keep, h_new, h), np.where(keep, c_new, c)
+        outputs.append(h)
+    return np.stack(outputs, axis=1), h, c
+
+
+@pytest.mark.parametrize("steps, unroll", [(37, 8), (16, 8), (5, 8), (13, 1), (29, 4)])
+def test_lstm_recurrence_equals_numpy_lstm(steps, unroll):
+    rng = np.random.default_rng(steps)
+    batch, features, units = 2, 7, 5
+    x = rng.normal(size=(batch, steps, features)).astype(np.float32)
+    kernel = rng.normal(0, 0.5, (features, 4 * units)).astype(np.float32)
+    recurrent = rng.normal(0, 0.5, (units, 4 * units)).astype(np.float32)
+    bias = rng.normal(0, 0.5, 4 * units).astype(np.float32)
+    h = rng.normal(0, 0.5, (batch, units)).astype(np.float32)
+    c = rng.normal(0, 0.5, (batch, units)).astype(np.float32)
+    mask = np.ones((batch, steps), bool)
+    mask[0, steps // 2 :] = False  # a padded tail
+    mask[1, 1:3] = False  # skipped steps inside
+    expected = numpy_lstm(x, mask, h, c, kernel, recurrent, bias)
+    result = lstm_recurrence(
+        tf.constant(x), tf.constant(mask), tf.constant(h), tf.constant(c),
+        kernel, recurrent, bias, unroll=unroll,
+    )  # fmt: skip
+    for got, want in zip(result, expected, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, atol=2e-6, rtol=0)
+    # A masked step repeats the previous output; the padded tail leaves the state at its start.
+    np.testing.assert_array_equal(result[0].numpy()[1, 1], result[0].numpy()[1, 0])
+    np.testing.assert_allclose(result[1].numpy()[0], expected[0][0, steps // 2 - 1], atol=2e-6)
+
+
+def test_lstm_recurrence_equals_keras_layer_and_compiles():
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    layer = keras.layers.LSTM(6, return_sequences=True, return_state=True)
+    x = rng.normal(size=(1, 50, 4)).astype(np.float32)
+    mask = np.arange(50)[None] < 41
+    h = rng.normal(0, 0.3, (1, 6)).astype(np.float32)
+    c = rng.normal(0, 0.3, (1, 6)).astype(np.float32)
+    expected = layer(x, mask=mask, initial_state=[h, c])
+    weights = standard_lstm_weights(layer)
+    compiled = tf.function(lambda *a: lstm_recurrence(*a, *weights), jit_compile=True)
+    result = compiled(x, mask, h, c)
+    np.testing.assert_allclose(result[0].numpy()[:, :41], expected[0].numpy()[:, :41], atol=1e-6)
+    for got, want in zip(result[1:], expected[1:], strict=True):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+
+
+def test_other_lstms_keep_the_keras_layer():
+    assert standard_lstm_weights(keras.layers.LSTM(3, activation="relu")) is None
+    assert standard_lstm_weights(keras.layers.LSTM(3, recurrent_activation="hard_sigmoid")) is None
+    layer = keras.layers.LSTM(3, use_bias=False)
+    layer.build((None, None, 2))
+    assert standard_lstm_weights(layer) is None
+    layer = keras.layers.LSTM(3)
+    layer.build((None, None, 2))
+    assert [w.shape for w in standard_lstm_weights(layer)] == [(2, 12), (3, 12), (12,)]
+
+
+@pytest.mark.parametrize("chunk", [7, 4096])
+def test_streamer_fused_and_keras_lstm_agree(chunk):
+    keras.utils.set_random_seed(3)
+    config = drums.DrumTrainConfig(filters=(4, 4, 4), lstm_units=6, dense_units=5)
+    model = drums.build_drum_model(config, FeatureConfig())
+    x = np.random.default_rng(1).normal(-40, 20, (301, 80, 2)).astype(np.float32)
+    fused = CausalStreamer(model, chunk_frames=chunk)
+    layer = CausalStreamer(model, chunk_frames=chunk, fused_lstm=False)
+    assert fused._parts[0]["weights"] is not None
+    np.testing.assert_allclose(fused.run(x), layer.run(x), atol=1e-6, rtol=0)
