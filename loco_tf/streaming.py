@@ -16,6 +16,43 @@ import numpy as np
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="loco_tf")
+class FusedLSTM(keras.layers.LSTM):
+    """`keras.layers.LSTM` that runs `lstm_recurrence` outside training: the same numbers to
+    float32 rounding, faster in a TensorFlow graph without XLA too (the exported drum model's
+    signatures, `bench/serving_bench.py`). Training, and LSTMs `lstm_recurrence` does not
+    cover (`standard_lstm_weights`), use the Keras layer. `with_fused_lstms` swaps it into a
+    model.
+    """
+
+    def call(self, sequences, initial_state=None, mask=None, training=False):
+        weights = None if training else standard_lstm_weights(self, values=False)
+        if weights is None:
+            return super().call(sequences, initial_state, mask, training)
+        batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
+        if initial_state is None:
+            initial_state = [tf.zeros([batch, self.units], sequences.dtype)] * 2
+        if mask is None:
+            mask = tf.ones([batch, steps], tf.bool)
+        outputs, h, c = lstm_recurrence(sequences, mask, *initial_state, *weights)
+        if not self.return_sequences:
+            outputs = h
+        return (outputs, h, c) if self.return_state else outputs
+
+
+def with_fused_lstms(model: keras.Model) -> keras.Model:
+    """A copy of `model` (nested models too) whose LSTM layers are `FusedLSTM`s, with the same
+    weights; for inference."""
+
+    def clone(layer):
+        cls = FusedLSTM if type(layer) is keras.layers.LSTM else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def split_causal_network(network: keras.Model) -> dict[str, Any]:
     """Splits a `build_conv_lstm`-like network at its LSTM for chunked inference.
 
@@ -68,9 +105,12 @@ ENCODER_DTYPES = ("float32", "bfloat16")
 LSTM_UNROLL = 8
 
 
-def standard_lstm_weights(lstm: keras.layers.LSTM) -> tuple[np.ndarray, ...] | None:
+def standard_lstm_weights(lstm: keras.layers.LSTM, values: bool = True) -> tuple | None:
     """(kernel, recurrent_kernel, bias) of a forward LSTM whose cell `lstm_recurrence`
-    computes exactly (tanh activation, sigmoid gates, with bias); None for any other."""
+    computes exactly (tanh activation, sigmoid gates, with bias); None for any other.
+
+    `values`: NumPy copies (True), or the layer's variables as tensors, to use in its graph.
+    """
     config = lstm.get_config()
     standard = (
         config["activation"] == "tanh"
@@ -78,7 +118,12 @@ def standard_lstm_weights(lstm: keras.layers.LSTM) -> tuple[np.ndarray, ...] | N
         and config["use_bias"]
         and not config["go_backwards"]
     )
-    return tuple(lstm.get_weights()) if standard else None
+    if not standard:
+        return None
+    if values:
+        return tuple(lstm.get_weights())
+    cell = lstm.cell
+    return tuple(tf.convert_to_tensor(w) for w in (cell.kernel, cell.recurrent_kernel, cell.bias))
 
 
 def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=LSTM_UNROLL):

@@ -7,7 +7,13 @@ import tensorflow as tf
 
 from loco_tf.features import FeatureConfig
 from loco_tf.recipes import drums
-from loco_tf.streaming import CausalStreamer, lstm_recurrence, standard_lstm_weights
+from loco_tf.streaming import (
+    CausalStreamer,
+    FusedLSTM,
+    lstm_recurrence,
+    standard_lstm_weights,
+    with_fused_lstms,
+)
 
 
 def sigmoid(x):
@@ -93,3 +99,45 @@ def test_streamer_fused_and_keras_lstm_agree(chunk):
     layer = CausalStreamer(model, chunk_frames=chunk, fused_lstm=False)
     assert fused._parts[0]["weights"] is not None
     np.testing.assert_allclose(fused.run(x), layer.run(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("per_instrument", [False, True])
+def test_with_fused_lstms_gives_the_same_model_outputs(per_instrument):
+    keras.utils.set_random_seed(4)
+    config = drums.DrumTrainConfig(
+        filters=(4, 4, 4), lstm_units=6, dense_units=5, per_instrument=per_instrument
+    )
+    model = drums.build_drum_model(config, FeatureConfig())
+    fused = with_fused_lstms(model)
+    kinds = [
+        type(layer) for layer in fused._flatten_layers() if isinstance(layer, keras.layers.LSTM)
+    ]
+    assert kinds == [FusedLSTM] * (3 if per_instrument else 1)
+    x = np.random.default_rng(2).normal(-40, 20, (2, 90, 80, 2)).astype(np.float32)
+    inputs = {"features": x, "lengths": np.array([90, 61])}
+    expected = model(inputs).numpy()
+    np.testing.assert_allclose(fused(inputs).numpy(), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(tf.function(fused)(inputs).numpy(), expected, atol=1e-6, rtol=0)
+    # The original model is untouched.
+    assert not any(isinstance(layer, FusedLSTM) for layer in model._flatten_layers())
+
+
+def test_fused_lstm_layer_options_and_training():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 11, 3)).astype(np.float32)
+    h, c = (rng.normal(0, 0.3, (2, 4)).astype(np.float32) for _ in range(2))
+    for options in ({}, {"return_sequences": True}, {"return_state": True}):
+        keras.utils.set_random_seed(6)
+        reference = keras.layers.LSTM(4, **options)
+        fused = FusedLSTM.from_config(reference.get_config())
+        expected = reference(x, initial_state=[h, c])
+        fused.build(x.shape)
+        fused.set_weights(reference.get_weights())
+        result = fused(x, initial_state=[h, c])
+        for got, want in zip(tf.nest.flatten(result), tf.nest.flatten(expected), strict=True):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+        # Training takes Keras's path, gradients and all.
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.nest.flatten(fused(x, training=True))[0])
+        gradients = tape.gradient(loss, fused.trainable_weights)
+        assert all(g is not None and np.all(np.isfinite(g)) for g in gradients)
