@@ -777,10 +777,14 @@ class DrumTranscriber:
             leave them as they are. The front end's one matrix product per block wakes every
             BLAS thread, and they spin-wait for more work afterwards, taking a core from the
             network running beside them (`_read_ahead`); with one, `bench/drums_bench.py`
-            measured end to end 1.3–1.4x as fast on 2 cores.
+            measured end to end 1.3–1.4x as fast on 2 cores (when this was added, with
+            8,192-frame feature blocks).
         task: "drums" (classes KD, SD, HH) or "piano" (classes are MIDI pitches).
         encoder_dtype: "float32", or "bfloat16" for faster convolutions on CPUs with
             AVX512_BF16 (`CausalStreamer`).
+
+    Attributes:
+        description: model.json's contents for a transcriber made by `load`; else empty.
     """
 
     def __init__(
@@ -806,6 +810,7 @@ class DrumTranscriber:
         self.decoding = tuple(decoding)
         self.block_seconds = block_seconds
         self.front_end_blas_threads = front_end_blas_threads
+        self.description: dict[str, Any] = {}
         self.streamer = CausalStreamer(model, chunk_frames, encoder_dtype)
 
     @classmethod
@@ -819,7 +824,9 @@ class DrumTranscriber:
         decoding = [DecodingParameters.from_dict(description["decoding"][str(c)]) for c in classes]
         feature_config = FeatureConfig.from_dict(description["feature_config"])
         kwargs.setdefault("task", description.get("task", "drums"))
-        return cls(model, feature_config, classes, decoding, **kwargs)
+        transcriber = cls(model, feature_config, classes, decoding, **kwargs)
+        transcriber.description = description
+        return transcriber
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         """p(t) `[frames, classes]` of a whole file's features, in one causal pass."""

@@ -453,6 +453,11 @@ def _resolve_data(data, sets, prefix: str) -> _Data:
         raise click.ClickException(str(error)) from None
     if not pairs and not audio_without:
         raise click.ClickException(f"no sets, audio or annotation files in {data}")
+    # Reported once here, not once per model (`_transcribe_data` counts them as failed).
+    for path in audio_without:
+        _log(f"error: {path}: no annotation file found for it")
+    for path in annotations_without:
+        _log(f"warning: {path}: annotation without audio, ignored")
     return _Data([], pairs, audio_without, annotations_without)
 
 
@@ -467,10 +472,6 @@ def _transcribe_data(
     if resolved.is_folder:
         if known_counts:
             raise click.ClickException("--known-counts works on prepared sets, not folders")
-        for path in resolved.audio_without:
-            _log(f"error: {path}: no annotation file found for it")
-        for path in resolved.annotations_without:
-            _log(f"warning: {path}: annotation without audio, ignored")
         result, failures = drums.transcribe_folder(transcriber, resolved.pairs, log=_log)
         failed = len(failures) + len(resolved.audio_without)
         return ({} if result is None else {Path(data).name: result}), failed
@@ -639,7 +640,7 @@ def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     transcriptions, failed = _transcribe_data(transcriber, data, resolved)
     if not transcriptions:
         raise click.ClickException(f"no usable annotated files in {data} (listed above)")
-    train_config = drums.load_description(model_path).get("train_config", {})
+    train_config = transcriber.description.get("train_config", {})
     band_size = int(train_config.get("decoding_band_size", 0))
     try:
         retuning = drums.retune(transcriber, list(transcriptions.values()), band_size)
