@@ -36,6 +36,17 @@ def numpy_lstm(x, mask, h, c, kernel, recurrent_kernel, bias):
     return np.stack(outputs, axis=1), h, c
 
 
+def test_lstm_recurrence_of_no_steps_keeps_the_state():
+    h, c = tf.fill([2, 3], 0.5), tf.fill([2, 3], -0.25)
+    weights = (tf.ones([4, 12]), tf.ones([3, 12]), tf.zeros([12]))
+    outputs, h_out, c_out = lstm_recurrence(
+        tf.zeros([2, 0, 4]), tf.zeros([2, 0], tf.bool), h, c, *weights
+    )
+    assert outputs.shape == (2, 0, 3)
+    np.testing.assert_array_equal(h_out.numpy(), h.numpy())
+    np.testing.assert_array_equal(c_out.numpy(), c.numpy())
+
+
 @pytest.mark.parametrize("steps, unroll", [(37, 8), (16, 8), (5, 8), (13, 1), (29, 4)])
 def test_lstm_recurrence_equals_numpy_lstm(steps, unroll):
     rng = np.random.default_rng(steps)
