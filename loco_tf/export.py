@@ -131,8 +131,8 @@ class ServingModule(tf.Module):
         spec: classes, feature config, decoding and k_max.
         fused_lstm: run the LSTMs with `lstm_recurrence` (`FusedLSTM`; the same numbers to
             float32 rounding) rather than Keras's layer. A serving graph runs without XLA;
-            there this made `stream` 1.16x and `serving_default` 1.11x as fast
-            (`bench/serving_bench.py`).
+            there this made `stream` 1.15-1.16x and `serving_default` 1.07-1.11x as fast
+            (`bench/serving_bench.py`, two runs).
     """
 
     def __init__(self, model: keras.Model, spec: ExportSpec, fused_lstm: bool = True):

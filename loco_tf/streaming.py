@@ -131,8 +131,8 @@ def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=L
 
     Keras's cell multiplies each step's input by `kernel` inside the loop; here that is one
     matrix product over all steps before it, and the loop runs `unroll` steps per iteration.
-    Under `jit_compile`, the drum network ran 1.27x as fast with it as with the Keras layer
-    (`bench/drums_bench.py`, bfloat16 convolutions).
+    Under `jit_compile`, the drum network ran 1.16-1.27x as fast with it as with the Keras
+    layer (`bench/drums_bench.py`, bfloat16 convolutions, three runs).
     Gates in Keras's order (input, forget, cell, output); a masked step keeps the state and
     repeats the previous output, as Keras does.
 
