@@ -60,7 +60,12 @@ from loco_tf.events import DecodingParameters
 from loco_tf.features import FeatureConfig
 from loco_tf.layers import CountDistribution, LogMelFrontEnd
 from loco_tf.ops.peaks import pick_peaks
-from loco_tf.streaming import lstm_recurrence, split_causal_network, with_fused_lstms
+from loco_tf.streaming import (
+    GRAPH_LSTM_UNROLL,
+    lstm_recurrence,
+    split_causal_network,
+    with_fused_lstms,
+)
 
 EXPORT_JSON = "loco_export.json"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -108,7 +113,12 @@ def _stream_recurrence(part: dict, fused: bool) -> Callable:
     and it covers the layer, the layer otherwise."""
     if fused and part["weights"] is not None:
         return lambda sequence, h, c: lstm_recurrence(
-            sequence, tf.ones(tf.shape(sequence)[:2], tf.bool), h, c, *part["weights"]
+            sequence,
+            tf.ones(tf.shape(sequence)[:2], tf.bool),
+            h,
+            c,
+            *part["weights"],
+            unroll=GRAPH_LSTM_UNROLL,
         )
     return lambda sequence, h, c: part["lstm"](sequence, initial_state=[h, c])
 
@@ -131,8 +141,8 @@ class ServingModule(tf.Module):
         spec: classes, feature config, decoding and k_max.
         fused_lstm: run the LSTMs with `lstm_recurrence` (`FusedLSTM`; the same numbers to
             float32 rounding) rather than Keras's layer. A serving graph runs without XLA;
-            there this made `stream` 1.15-1.16x and `serving_default` 1.07-1.11x as fast
-            (`bench/serving_bench.py`, two runs).
+            there this made `stream` 1.10-1.16x and `serving_default` 1.06-1.11x as fast
+            (`bench/serving_bench.py`, three runs).
     """
 
     def __init__(self, model: keras.Model, spec: ExportSpec, fused_lstm: bool = True):

@@ -34,7 +34,9 @@ class FusedLSTM(keras.layers.LSTM):
             initial_state = [tf.zeros([batch, self.units], sequences.dtype)] * 2
         if mask is None:
             mask = tf.ones([batch, steps], tf.bool)
-        outputs, h, c = lstm_recurrence(sequences, mask, *initial_state, *weights)
+        outputs, h, c = lstm_recurrence(
+            sequences, mask, *initial_state, *weights, unroll=GRAPH_LSTM_UNROLL
+        )
         if not self.return_sequences:
             outputs = h
         return (outputs, h, c) if self.return_state else outputs
@@ -101,8 +103,16 @@ def split_causal_network(network: keras.Model) -> dict[str, Any]:
 
 ENCODER_DTYPES = ("float32", "bfloat16")
 
-# Time steps per iteration of `lstm_recurrence`'s loop.
-LSTM_UNROLL = 8
+# Time steps per iteration of `lstm_recurrence`'s loop. More steps make the loop faster and its
+# XLA compilation slower: for the drum network, a minute of frames took 91, 81 and 77 ms with 1,
+# 4 and 8 (Keras's layer: 100 ms), while building a `CausalStreamer` and running it on its
+# first 10 s took 1.9, 2.8 and 3.5 s (Keras's layer: 1.9 s). Each new chunk length compiles
+# once per streamer, so 4 is the default. Graphs without XLA (a SavedModel under TF Serving)
+# compile nothing; there 8 made the export's `stream` 1.10-1.16x as fast as Keras's layer (three
+# runs) and 4 1.05x (one run; `bench/serving_bench.py`): `FusedLSTM` and the export use
+# `GRAPH_LSTM_UNROLL`.
+LSTM_UNROLL = 4
+GRAPH_LSTM_UNROLL = 8
 
 
 def standard_lstm_weights(lstm: keras.layers.LSTM, values: bool = True) -> tuple | None:
@@ -130,9 +140,10 @@ def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=L
     """A forward LSTM over a sequence, as `keras.layers.LSTM` computes it, faster on a CPU.
 
     Keras's cell multiplies each step's input by `kernel` inside the loop; here that is one
-    matrix product over all steps before it, and the loop runs `unroll` steps per iteration.
+    matrix product over all steps before it, and the loop runs `unroll` steps per iteration
+    (see `LSTM_UNROLL`).
     Under `jit_compile`, the drum network ran 1.16-1.27x as fast with it as with the Keras
-    layer (`bench/drums_bench.py`, bfloat16 convolutions, three runs).
+    layer (`bench/drums_bench.py`, bfloat16 convolutions; 1.18x with the default unroll).
     Gates in Keras's order (input, forget, cell, output); a masked step keeps the state and
     repeats the previous output, as Keras does.
 
