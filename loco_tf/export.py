@@ -44,11 +44,12 @@ decoding, for clients.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ from loco_tf.layers import CountDistribution, LogMelFrontEnd
 from loco_tf.ops.peaks import pick_peaks
 from loco_tf.streaming import (
     GRAPH_LSTM_UNROLL,
-    lstm_recurrence,
+    run_lstm,
     split_causal_network,
     with_fused_lstms,
 )
@@ -108,21 +109,6 @@ class ExportSpec:
         }
 
 
-def _stream_recurrence(part: dict, fused: bool) -> Callable:
-    """(sequence, h, c) -> (outputs, h, c) of a network's LSTM: `lstm_recurrence` when `fused`
-    and it covers the layer, the layer otherwise."""
-    if fused and part["weights"] is not None:
-        return lambda sequence, h, c: lstm_recurrence(
-            sequence,
-            tf.ones(tf.shape(sequence)[:2], tf.bool),
-            h,
-            c,
-            *part["weights"],
-            unroll=GRAPH_LSTM_UNROLL,
-        )
-    return lambda sequence, h, c: part["lstm"](sequence, initial_state=[h, c])
-
-
 def _networks(model: keras.Model) -> list[keras.Model]:
     if any(isinstance(layer, keras.layers.LSTM) for layer in model.layers):
         return [model]
@@ -154,7 +140,10 @@ class ServingModule(tf.Module):
         self.count_distribution = CountDistribution(spec.k_max)
         self.parts = [split_causal_network(network) for network in _networks(model)]
         self.encoders = [part["encoder"] for part in self.parts]
-        self.lstms = [_stream_recurrence(part, fused_lstm) for part in self.parts]
+        self.lstms = [
+            functools.partial(run_lstm, part, fused=fused_lstm, unroll=GRAPH_LSTM_UNROLL)
+            for part in self.parts
+        ]
         self.heads = [part["head"] for part in self.parts]
         self.context = max(part["context"] for part in self.parts)
         self.units = [part["units"] for part in self.parts]

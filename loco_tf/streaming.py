@@ -29,11 +29,8 @@ class FusedLSTM(keras.layers.LSTM):
         weights = None if training else standard_lstm_weights(self, values=False)
         if weights is None:
             return super().call(sequences, initial_state, mask, training)
-        batch, steps = tf.shape(sequences)[0], tf.shape(sequences)[1]
         if initial_state is None:
-            initial_state = [tf.zeros([batch, self.units], sequences.dtype)] * 2
-        if mask is None:
-            mask = tf.ones([batch, steps], tf.bool)
+            initial_state = [tf.zeros([tf.shape(sequences)[0], self.units], sequences.dtype)] * 2
         outputs, h, c = lstm_recurrence(
             sequences, mask, *initial_state, *weights, unroll=GRAPH_LSTM_UNROLL
         )
@@ -149,7 +146,7 @@ def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=L
 
     Args:
         inputs: `[batch, time, features]` float32.
-        mask: `[batch, time]` bool; False steps are skipped.
+        mask: `[batch, time]` bool; False steps are skipped. None: every step counts.
         h, c: the initial state, `[batch, units]` each.
         kernel, recurrent_kernel, bias: the layer's weights (`standard_lstm_weights`).
         unroll: steps per loop iteration.
@@ -159,6 +156,8 @@ def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=L
     """
     units = recurrent_kernel.shape[0]
     batch, steps = tf.shape(inputs)[0], tf.shape(inputs)[1]
+    if mask is None:
+        mask = tf.ones([batch, steps], tf.bool)
     # Whole groups, at least one (an empty sequence keeps the initial state).
     padding = tf.maximum((steps + unroll - 1) // unroll, 1) * unroll - steps
     projected = tf.einsum("btf,fg->btg", inputs, kernel) + bias
@@ -186,6 +185,15 @@ def lstm_recurrence(inputs, mask, h, c, kernel, recurrent_kernel, bias, unroll=L
     finals_h, finals_c, outputs = tf.scan(steps_of_group, (projected, keep), (h, c, empty))
     outputs = tf.reshape(outputs, [-1, batch, units])[:steps]
     return tf.transpose(outputs, [1, 0, 2]), finals_h[-1], finals_c[-1]
+
+
+def run_lstm(part: dict[str, Any], sequence, h, c, mask=None, fused=True, unroll=LSTM_UNROLL):
+    """(outputs, h, c) of a `split_causal_network` part's LSTM over `sequence` from the state
+    (h, c): with `lstm_recurrence` when `fused` and it covers the layer, else with the layer.
+    `mask` as `lstm_recurrence`'s."""
+    if fused and part["weights"] is not None:
+        return lstm_recurrence(sequence, mask, h, c, *part["weights"], unroll=unroll)
+    return part["lstm"](sequence, mask=mask, initial_state=[h, c])
 
 
 def _bfloat16_copy(encoder: keras.Model) -> keras.Model:
@@ -270,10 +278,7 @@ class CausalStreamer:
     def _recur_all(self, encoded, mask, states):
         outputs, new_states = [], []
         for part, z, (h, c) in zip(self._parts, encoded, states, strict=True):
-            if self.fused_lstm and part["weights"] is not None:
-                sequence, h, c = lstm_recurrence(z, mask, h, c, *part["weights"])
-            else:
-                sequence, h, c = part["lstm"](z, mask=mask, initial_state=[h, c])
+            sequence, h, c = run_lstm(part, z, h, c, mask, self.fused_lstm)
             for layer in part["head"]:
                 sequence = layer(sequence)
             outputs.append(sequence)
