@@ -63,6 +63,7 @@ from loco_tf.layers import CountDistribution, LogMelFrontEnd
 from loco_tf.ops.peaks import pick_peaks
 from loco_tf.streaming import (
     GRAPH_LSTM_UNROLL,
+    inference_model,
     run_lstm,
     split_causal_network,
     with_fused_lstms,
@@ -135,6 +136,7 @@ class ServingModule(tf.Module):
         super().__init__(name="loco_serving")
         config = spec.feature_config
         self.spec = spec
+        model = inference_model(model)  # a mixed-precision model is served in float32
         self.model = with_fused_lstms(model) if fused_lstm else model
         self.front_end = LogMelFrontEnd(config)
         self.count_distribution = CountDistribution(spec.k_max)

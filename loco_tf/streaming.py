@@ -52,6 +52,47 @@ def with_fused_lstms(model: keras.Model) -> keras.Model:
     return copy
 
 
+def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
+    """A copy of `model` (nested models too) whose layers compute under the dtype `policy`
+    ("float32", "mixed_bfloat16", ...), with the same weights. Under Keras's mixed policies
+    the variables are float32 whatever the compute dtype, so no weight is rounded.
+
+    Inference runs a model trained with `--mixed-precision` in float32 through it
+    (`inference_model`); `CausalStreamer(encoder_dtype="bfloat16")` runs its encoder in
+    bfloat16 with it.
+    """
+
+    def clone(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _layers(model: keras.Model):
+    """Every layer of `model`, those of nested models too."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """`model` if every layer computes in float32, else a float32 copy (`with_dtype_policy`).
+
+    A model trained under a mixed precision policy (`loco train drums --mixed-precision`)
+    computes in float16 or bfloat16, and its chunks would not match one pass to float32
+    rounding: the streamer and the export run it in float32 instead, with the same weights.
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in _layers(model)):
+        return model
+    return with_dtype_policy(model, "float32")
+
+
 def split_causal_network(network: keras.Model) -> dict[str, Any]:
     """Splits a `build_conv_lstm`-like network at its LSTM for chunked inference.
 
@@ -196,20 +237,6 @@ def run_lstm(part: dict[str, Any], sequence, h, c, mask=None, fused=True, unroll
     return part["lstm"](sequence, mask=mask, initial_state=[h, c])
 
 
-def _bfloat16_copy(encoder: keras.Model) -> keras.Model:
-    """The encoder with every layer under the "mixed_bfloat16" policy, the same weights."""
-
-    def clone(layer):
-        config = layer.get_config()
-        if not isinstance(layer, keras.layers.InputLayer):
-            config["dtype"] = "mixed_bfloat16"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(encoder, clone_function=clone)
-    copy.set_weights(encoder.get_weights())
-    return copy
-
-
 class CausalStreamer:
     """Runs a causal ConvLSTM model over a sequence of any length, chunk by chunk.
 
@@ -219,6 +246,7 @@ class CausalStreamer:
     previous one, the number of past frames their output depends on, and the LSTM starts from
     the previous chunk's final state. The result equals one pass over the whole sequence; the
     constructor checks that on a short probe and refuses models for which it does not hold.
+    A model trained in mixed precision runs in float32 (`inference_model`).
 
     Args:
         model: the trained model (`{"features", "lengths"}` -> `[batch, time, classes]`).
@@ -245,6 +273,7 @@ class CausalStreamer:
             raise ValueError(f"encoder_dtype must be one of {ENCODER_DTYPES}: {encoder_dtype!r}")
         self.chunk_frames = int(chunk_frames)
         self.fused_lstm = bool(fused_lstm)
+        model = inference_model(model)
         has_lstm = any(isinstance(layer, keras.layers.LSTM) for layer in model.layers)
         networks = [model]
         if not has_lstm:
@@ -263,7 +292,7 @@ class CausalStreamer:
         self.encoder_dtype = encoder_dtype
         if encoder_dtype == "bfloat16":
             for part in self._parts:
-                part["encoder"] = _bfloat16_copy(part["encoder"])
+                part["encoder"] = with_dtype_policy(part["encoder"], "mixed_bfloat16")
             self._encode = self._encoder_function()  # traced afresh, with the copies
 
     def _encoder_function(self):

@@ -16,6 +16,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from loco_tf import LocoLoss, distribute
+from loco_tf.features import compute_features
 from loco_tf.recipes import drums
 
 SCRIPTS = Path(__file__).parent / "scripts"
@@ -169,6 +170,39 @@ def test_mixed_precision_step_is_finite_and_close_to_float32(tiny_data, policy):
     cosine = flat[0] @ flat[1] / np.linalg.norm(flat[0]) / np.linalg.norm(flat[1])
     assert cosine > 0.98
     assert keras.config.dtype_policy().name == "float32"  # restored after the block
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_run_is_tuned_saved_exported_and_streamed(tiny_data, tmp_path):
+    """`loco train drums --mixed-precision` to the end: before inference ran the network in
+    float32, tuning the decoding refused the half-precision network ("chunked inference
+    differs from one pass by 3.2e-05") and the export's `stream` signature failed to trace."""
+    from loco_tf.export import ExportedModel
+    from loco_tf.recipes.serving_cli import export
+
+    config = drums.DrumTrainConfig(
+        data=str(tiny_data), out=str(tmp_path / "run"), filters=(4, 4), lstm_units=8,
+        dense_units=8, batch_size=8, epochs=1, steps_per_epoch=2,
+        mixed_precision="mixed_bfloat16",
+    )  # fmt: skip
+    drums.train(config, verbose=0, log=lambda message: None)
+    transcriber = drums.DrumTranscriber.load(tmp_path / "run")
+    policies = {layer.dtype_policy.name for layer in transcriber.model._flatten_layers()}
+    assert "mixed_bfloat16" in policies  # the saved model keeps its training policy
+    result = CliRunner().invoke(
+        export, [str(tmp_path / "run"), "--name", "m", "--base-dir", str(tmp_path / "exports")]
+    )
+    assert result.exit_code == 0, result.output
+    exported = ExportedModel(tmp_path / "exports" / "m" / "1")
+    audio = (0.1 * np.random.default_rng(0).standard_normal(40000)).astype(np.float32)
+    offline = exported.predict(audio)["probabilities"]
+    stream = exported.stream()
+    for start in range(0, len(audio), 9000):
+        stream.push(audio[start : start + 9000])
+    np.testing.assert_allclose(stream.all_probabilities()[0], offline, atol=1e-5)
+    # The export computes what the transcriber computes (float32, the same weights).
+    features = compute_features(audio, transcriber.feature_config)
+    np.testing.assert_allclose(transcriber.probabilities(features), offline, atol=1e-4, rtol=0)
 
 
 def test_the_lstm_qualifies_for_cudnn_on_a_gpu():

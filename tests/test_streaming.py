@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from loco_tf import distribute
 from loco_tf.features import FeatureConfig
 from loco_tf.recipes import drums
 from loco_tf.streaming import (
     CausalStreamer,
     FusedLSTM,
+    inference_model,
     lstm_recurrence,
     standard_lstm_weights,
     with_fused_lstms,
@@ -152,3 +154,42 @@ def test_fused_lstm_layer_options_and_training():
             loss = tf.reduce_sum(tf.nest.flatten(fused(x, training=True))[0])
         gradients = tape.gradient(loss, fused.trainable_weights)
         assert all(g is not None and np.all(np.isfinite(g)) for g in gradients)
+
+
+def mixed_and_float32_models(policy, per_instrument):
+    """The same drum network built under `policy` and under float32, with equal weights."""
+    config = drums.DrumTrainConfig(
+        filters=(4, 4, 4), lstm_units=6, dense_units=5, per_instrument=per_instrument
+    )
+    models = {}
+    for name in (policy, "float32"):
+        keras.utils.set_random_seed(7)
+        with distribute.precision(name):
+            models[name] = drums.build_drum_model(config, FeatureConfig())
+    models["float32"].set_weights(models[policy].get_weights())
+    return models[policy], models["float32"]
+
+
+@pytest.mark.parametrize(
+    "policy, per_instrument", [("mixed_bfloat16", False), ("mixed_float16", True)]
+)
+def test_a_mixed_precision_model_streams_in_float32(policy, per_instrument):
+    """A model trained with --mixed-precision runs in float32 for inference: chunks equal one
+    float32 pass of the same weights (before, the streamer refused it: its bfloat16 chunks
+    differed from one pass by 3.2e-5)."""
+    mixed, float32 = mixed_and_float32_models(policy, per_instrument)
+    assert inference_model(float32) is float32
+    copy = inference_model(mixed)
+    assert {layer.dtype_policy.compute_dtype for layer in copy._flatten_layers()} == {"float32"}
+    assert any(  # the trained model is untouched
+        layer.dtype_policy.compute_dtype != "float32" for layer in mixed._flatten_layers()
+    )
+    x = np.random.default_rng(3).normal(-40, 20, (260, 80, 2)).astype(np.float32)
+    inputs = {"features": x[None], "lengths": np.array([len(x)])}
+    expected = float32(inputs).numpy()[0]
+    np.testing.assert_allclose(copy(inputs).numpy()[0], expected, atol=1e-6, rtol=0)
+    for chunk in (7, 4096):
+        streamed = CausalStreamer(mixed, chunk_frames=chunk).run(x)
+        np.testing.assert_allclose(streamed, expected, atol=1e-5, rtol=0)
+    # Half precision itself is further off than the streamer's 1e-5 check allows.
+    assert np.abs(mixed(inputs).numpy()[0] - expected).max() > 1e-5
