@@ -47,6 +47,12 @@ def with_fused_lstms(model: keras.Model) -> keras.Model:
         cls = FusedLSTM if type(layer) is keras.layers.LSTM else layer.__class__
         return cls.from_config(layer.get_config())
 
+    return _clone_with_weights(model, clone)
+
+
+def _clone_with_weights(model: keras.Model, clone) -> keras.Model:
+    """`keras.models.clone_model` with `clone` for every layer of `model` and of its nested
+    models, and `model`'s weights."""
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
@@ -68,9 +74,7 @@ def with_dtype_policy(model: keras.Model, policy: str) -> keras.Model:
             config["dtype"] = policy
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    copy.set_weights(model.get_weights())
-    return copy
+    return _clone_with_weights(model, clone)
 
 
 def _layers(model: keras.Model):
