@@ -188,8 +188,7 @@ def test_a_mixed_precision_model_streams_in_float32(policy, per_instrument):
     inputs = {"features": x[None], "lengths": np.array([len(x)])}
     expected = float32(inputs).numpy()[0]
     np.testing.assert_allclose(copy(inputs).numpy()[0], expected, atol=1e-6, rtol=0)
-    for chunk in (7, 4096):
-        streamed = CausalStreamer(mixed, chunk_frames=chunk).run(x)
-        np.testing.assert_allclose(streamed, expected, atol=1e-5, rtol=0)
+    streamed = CausalStreamer(mixed, chunk_frames=7).run(x)
+    np.testing.assert_allclose(streamed, expected, atol=1e-5, rtol=0)
     # Half precision itself is further off than the streamer's 1e-5 check allows.
     assert np.abs(mixed(inputs).numpy()[0] - expected).max() > 1e-5
