@@ -34,12 +34,32 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file."""
 
 
+def unreadable(path: PathLike, error: Exception) -> AudioError:
+    """The error for a file libsndfile could not open or read, saying why when the file
+    system can (libsndfile says "System error" for a missing file and "Format not
+    recognised" for an empty one), and what to do about an unsupported format."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        reason = "no such file"
+    elif os.path.isdir(name):
+        reason = "it is a folder, not an audio file"
+    elif os.path.isfile(name) and os.path.getsize(name) == 0:
+        reason = "the file is empty (0 bytes)"
+    else:
+        stem = os.path.splitext(os.path.basename(name))[0]
+        reason = (
+            f"{error} (libsndfile reads WAV, FLAC, OGG/Vorbis, Opus, MP3 and AIFF; convert "
+            f"other formats first, e.g. `ffmpeg -i {name} {stem}.wav`)"
+        )
+    return AudioError(f"{name}: cannot read audio: {reason}")
+
+
 def _read(path: PathLike) -> tuple[np.ndarray, int]:
     """`[samples, channels]` float32 and the file's sample rate."""
     try:
         return soundfile.read(os.fspath(path), dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, OSError) as error:
-        raise AudioError(f"{path}: cannot read audio: {error}") from error
+        raise unreadable(path, error) from error
 
 
 def mix_to_mono(samples: np.ndarray) -> np.ndarray:

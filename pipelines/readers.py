@@ -606,9 +606,13 @@ def _shared_depth(a: Path, b: Path) -> int:
     return depth
 
 
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff")
+"""Audio file extensions looked for in folders (what libsndfile reads)."""
+
+
 def pair_audio_with_annotations(
     folder: PathLike,
-    audio_exts: Sequence[str] = (".wav", ".flac", ".mp3", ".ogg", ".aif", ".aiff"),
+    audio_exts: Sequence[str] = AUDIO_EXTENSIONS,
     annotation_exts: Sequence[str] = (".txt", ".csv", ".xml", ".mid", ".midi"),
 ) -> tuple[list[tuple[Path, Path]], list[Path], list[Path]]:
     """Matches audio files with annotation files under `folder` (searched recursively).

@@ -55,6 +55,7 @@ import csv
 import dataclasses
 import functools
 import glob
+import hashlib
 import json
 import math
 import os
@@ -96,14 +97,19 @@ from loco_tf.events import (
 from loco_tf.features import FeatureConfig, compute_features, frame_times, num_frames
 from loco_tf.metrics import ALL, Evaluation, evaluate_onsets, precision_recall_f1
 from loco_tf.models import ConvLSTMConfig, build_conv_lstm
-from loco_tf.pipelines.audio import AudioError, mix_to_mono
+from loco_tf.pipelines.audio import AudioError, mix_to_mono, unreadable
 from loco_tf.pipelines.dataset import (
     Augment,
     colour_examples,
     evaluation_dataset,
     training_dataset,
 )
-from loco_tf.pipelines.readers import DRUM_CLASSES, AnnotationError, read_annotations
+from loco_tf.pipelines.readers import (
+    AUDIO_EXTENSIONS,
+    DRUM_CLASSES,
+    AnnotationError,
+    read_annotations,
+)
 from loco_tf.pipelines.tfrecords import Manifest, read_manifest
 from loco_tf.streaming import CausalStreamer
 
@@ -630,7 +636,7 @@ def audio_feature_blocks(
     try:
         sound = soundfile.SoundFile(os.fspath(path))
     except (soundfile.SoundFileError, OSError, RuntimeError) as error:
-        raise AudioError(f"{path}: cannot read audio: {error}") from error
+        raise unreadable(path, error) from error
     with sound:
         rate = sound.samplerate
         resampler = None
@@ -647,7 +653,7 @@ def audio_feature_blocks(
             try:
                 data = sound.read(block, dtype="float32", always_2d=True)
             except (soundfile.SoundFileError, OSError, RuntimeError) as error:
-                raise AudioError(f"{path}: cannot read audio: {error}") from error
+                raise unreadable(path, error) from error
             last = len(data) < block
             if not np.all(np.isfinite(data)):
                 raise AudioError(f"{path}: samples are NaN or infinite")
@@ -1762,6 +1768,95 @@ def write_midi(
     temporary = f"{os.fspath(path)}.tmp-{os.getpid()}"
     midi.write(temporary)
     os.replace(temporary, path)
+
+
+def expand_audio_paths(paths: Sequence[PathLike]) -> tuple[list[str], list[str]]:
+    """The audio files to transcribe: files as given, and for a folder the audio files under
+    it (`readers.AUDIO_EXTENSIONS`, searched recursively, sorted, hidden files skipped).
+
+    Returns:
+        (files, folders without audio files).
+    """
+    files, empty = [], []
+    suffixes = set(AUDIO_EXTENSIONS)
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(os.fspath(path))
+            continue
+        found = sorted(
+            os.fspath(child)
+            for child in Path(path).rglob("*")
+            if child.suffix.lower() in suffixes
+            and child.is_file()
+            and not any(part.startswith(".") for part in child.relative_to(path).parts)
+        )
+        files.extend(found)
+        if not found:
+            empty.append(os.fspath(path))
+    return files, empty
+
+
+PREDICT_RECORD = "loco-predict.json"
+
+
+def model_fingerprint(path: PathLike, **options: Any) -> str:
+    """sha256 of a model's `model.keras` and `model.json` and of `options` (e.g. bfloat16):
+    what decides the output of `loco predict`."""
+    digest = hashlib.sha256()
+    for file in model_files(path):
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    digest.update(json.dumps(options, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()
+
+
+class PredictRecord:
+    """What `loco predict` wrote into an output folder (`loco-predict.json`), so that a rerun
+    skips the files it has transcribed already, with the same model and options, from audio
+    that has not changed since (same path, size and modification time) and whose outputs are
+    still there. The record is rewritten atomically after each file, so a run killed
+    mid-batch resumes at the file it was on.
+
+    Args:
+        out: the output folder.
+        fingerprint: `model_fingerprint` of the model and options of this run.
+    """
+
+    def __init__(self, out: PathLike, fingerprint: str):
+        self.path = Path(out) / PREDICT_RECORD
+        self.fingerprint = fingerprint
+        self.files: dict[str, dict[str, Any]] = {}
+        try:
+            with open(self.path, encoding="utf-8") as file:
+                self.files = dict(json.load(file)["files"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # no record (or an unreadable one): every file is transcribed
+
+    def _entry(self, audio: PathLike) -> dict[str, Any]:
+        status = os.stat(audio)
+        return {
+            "audio": os.path.abspath(audio),
+            "size": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "model": self.fingerprint,
+        }
+
+    def done(self, audio: PathLike, stem: str, outputs: Sequence[PathLike]) -> bool:
+        """Whether `audio` was transcribed into `outputs` by this model, unchanged since."""
+        try:
+            entry = self._entry(audio)
+        except OSError:
+            return False
+        return self.files.get(stem) == entry and all(os.path.isfile(o) for o in outputs)
+
+    def add(self, audio: PathLike, stem: str) -> None:
+        """Records that `audio` was transcribed (under the name `stem`)."""
+        self.files[stem] = self._entry(audio)
+        temporary = f"{self.path}.tmp-{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump({"files": self.files}, file, indent=1)
+        os.replace(temporary, self.path)
 
 
 def output_stems(paths: Sequence[PathLike]) -> list[str]:

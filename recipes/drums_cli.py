@@ -350,21 +350,30 @@ MODEL_OPTION = click.option(
 """`--model`, for the commands that run a drum model (default: the shipped one)."""
 
 
+def _model_path(model_path, task: str | None = None):
+    """`model_path`, or the shipped model of `task` (drums by default)."""
+    from loco_tf.recipes import drums, piano
+
+    if model_path is not None:
+        return model_path
+    task = task or "drums"
+    recipe = piano if task == "piano" else drums
+    model_path = recipe.shipped_model()
+    if model_path is None:
+        raise click.ClickException(
+            f"no --model given and no {task} model shipped in {recipe.SHIPPED_MODELS}. "
+            f"Train one: `loco prepare {task} --out data && loco train {task} --data data "
+            f"--out runs/{task}`, then pass --model runs/{task}"
+        )
+    return model_path
+
+
 def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing.Any:
     """The model at `model_path`, or the shipped model of `task` (drums by default); a model
     of another task than `task` is an error. `bfloat16` runs its convolutions in bfloat16."""
-    from loco_tf.recipes import drums, piano
+    from loco_tf.recipes import drums
 
-    if model_path is None:
-        task = task or "drums"
-        recipe = piano if task == "piano" else drums
-        model_path = recipe.shipped_model()
-        if model_path is None:
-            raise click.ClickException(
-                f"no --model given and no {task} model shipped in {recipe.SHIPPED_MODELS}. "
-                f"Train one: `loco prepare {task} --out data && loco train {task} --data data "
-                f"--out runs/{task}`, then pass --model runs/{task}"
-            )
+    model_path = _model_path(model_path, task)
     try:
         transcriber = drums.DrumTranscriber.load(
             model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
@@ -696,30 +705,51 @@ def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     "--model, else drums]",
 )
 @bfloat16_option
-def predict(audio, out, model_path, task, bfloat16) -> None:
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Transcribe every file again, also those an earlier run into --out finished with the "
+    "same model and options.",
+)
+def predict(audio, out, model_path, task, bfloat16, overwrite) -> None:
     """Transcribe drum hits (KD, SD, HH) or piano note onsets in AUDIO files to CSV and MIDI.
 
+    AUDIO may be files or folders (every WAV, FLAC, MP3, OGG, Opus or AIFF file under them).
     Each file is processed whole, in bounded memory, however long. Drums: the MIDI file has
     the hits on channel 10 (kick 36, snare 38, closed hi-hat 42). Piano (--task piano): one
     note per onset on a piano track (program 0), 0.25 s long.
+
+    A rerun into the same --out skips the files already transcribed there with the same model
+    and options from unchanged audio (OUT/loco-predict.json), so a stopped batch resumes.
     """
     from loco_tf.pipelines.audio import AudioError
     from loco_tf.recipes import drums
     from loco_tf.recipes.piano import NOTE_SECONDS
 
+    model_path = _model_path(model_path, task)
     transcriber = _load(model_path, task, bfloat16)
     is_piano = transcriber.task == "piano"
+    files, empty = drums.expand_audio_paths(audio)
+    for folder in empty:
+        _log(
+            f"error: {folder}: no audio files in this folder ({', '.join(drums.AUDIO_EXTENSIONS)})"
+        )
     os.makedirs(out, exist_ok=True)
-    failures = 0
-    for path, stem in zip(audio, drums.output_stems(audio), strict=True):
+    record = drums.PredictRecord(out, drums.model_fingerprint(model_path, bfloat16=bfloat16))
+    failures, skipped = len(empty), 0
+    for path, stem in zip(files, drums.output_stems(files), strict=True):
+        csv_path = os.path.join(out, f"{stem}.csv")
+        midi_path = os.path.join(out, f"{stem}.mid")
+        if not overwrite and record.done(path, stem, (csv_path, midi_path)):
+            skipped += 1
+            click.echo(f"{path}: up to date -> {csv_path}, {midi_path}")
+            continue
         try:
             transcription = transcriber.transcribe(path)
         except AudioError as error:
             failures += 1
             _log(f"error: {error}")
             continue
-        csv_path = os.path.join(out, f"{stem}.csv")
-        midi_path = os.path.join(out, f"{stem}.mid")
         times, classes = transcription.times, transcriber.classes
         try:
             if is_piano:
@@ -728,6 +758,7 @@ def predict(audio, out, model_path, task, bfloat16) -> None:
             else:
                 drums.write_csv(csv_path, times, classes)
                 drums.write_midi(midi_path, times, classes)
+            record.add(path, stem)
         except OSError as error:
             raise click.ClickException(f"cannot write to {out}: {error}") from None
         seconds = len(transcription.probabilities) / transcriber.feature_config.frame_rate
@@ -740,8 +771,14 @@ def predict(audio, out, model_path, task, bfloat16) -> None:
             )
         note = "" if found else " (nothing found)"
         click.echo(f"{path}: {seconds:.1f} s, {counts}{note} -> {csv_path}, {midi_path}")
+    if skipped:
+        click.echo(
+            f"{skipped} file(s) were up to date in {out} (same audio, model and options); "
+            "--overwrite transcribes them again"
+        )
     if failures:
-        raise click.ClickException(f"{failures} of {len(audio)} file(s) failed (listed above)")
+        total = len(files) + len(empty)
+        raise click.ClickException(f"{failures} of {total} file(s) failed (listed above)")
 
 
 @click.command(cls=TaskDispatch, tasks={"digits": plot_digits})

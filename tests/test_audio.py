@@ -169,3 +169,26 @@ def test_mix_to_mono_is_the_channel_mean_to_the_bit(channels):
     # Not a view: the caller may write into it.
     mono[0] = 7.0
     assert samples[0, 0] != 7.0
+
+
+def test_unreadable_files_say_why_and_what_to_do(tmp_path):
+    from loco_tf.pipelines.audio import AudioError, load_audio
+    from loco_tf.recipes.drums import audio_feature_blocks
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    (tmp_path / "folder.wav").mkdir()
+    m4a = tmp_path / "take.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(200))
+    cases = {
+        tmp_path / "missing.wav": "cannot read audio: no such file",
+        empty: "cannot read audio: the file is empty (0 bytes)",
+        tmp_path / "folder.wav": "cannot read audio: it is a folder, not an audio file",
+        m4a: f"convert other formats first, e.g. `ffmpeg -i {m4a} take.wav`",
+    }
+    for path, message in cases.items():
+        for read in (load_audio, lambda p, c: list(audio_feature_blocks(p, c))):
+            with pytest.raises(AudioError) as error:
+                read(path, FeatureConfig())
+            assert str(error.value).startswith(f"{path}: cannot read audio: ")
+            assert message in str(error.value)

@@ -608,6 +608,53 @@ def test_predict_writes_files_and_reports_bad_input(model_dir, data, tmp_path):
         assert {n.pitch for i in midi.instruments for n in i.notes} <= {36, 38, 42}
 
 
+def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
+    ((wav, _),) = data["test"]
+    audio, _ = soundfile.read(wav, dtype="float32")
+    rate = soundfile.info(wav).samplerate
+    folder = tmp_path / "takes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    soundfile.write(folder / "a.wav", audio[: 3 * rate], rate)
+    soundfile.write(folder / "sub" / "b.flac", audio[rate : 4 * rate], rate)
+    soundfile.write(folder / ".hidden" / "c.wav", audio[: 2 * rate], rate)
+    (folder / "notes.txt").write_text("not audio")
+    (tmp_path / "nothing").mkdir()
+    out = tmp_path / "out"
+
+    def run(*options):
+        result = invoke(drums_cli.predict, folder, "--out", out, "--model", model_dir, *options)
+        lines = result.output.splitlines()
+        return result, [line for line in lines if "up to date ->" in line]
+
+    result, up_to_date = run()
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.csv")) == ["a.csv", "b.csv"]
+    assert not up_to_date
+    written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    # A rerun finds both files done and writes nothing.
+    result, up_to_date = run()
+    assert result.exit_code == 0 and len(up_to_date) == 2, result.output
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written
+    # Changed audio, or a lost output, is transcribed again; the other file is not.
+    soundfile.write(folder / "a.wav", audio[: 2 * rate], rate)
+    (out / "b.mid").unlink()
+    result, up_to_date = run()
+    assert result.exit_code == 0 and not up_to_date, result.output
+    # Other options (--bfloat16) or --overwrite redo everything.
+    assert len(run()[1]) == 2
+    assert not run("--bfloat16")[1]
+    assert len(run("--bfloat16")[1]) == 2
+    assert not run("--bfloat16", "--overwrite")[1]
+    # A folder without audio is an error for that input; the others are done.
+    result = invoke(
+        drums_cli.predict, tmp_path / "nothing", folder, "--out", out, "--model", model_dir
+    )
+    assert result.exit_code == 1
+    assert "nothing: no audio files in this folder" in result.output
+    assert "1 of 3 file(s) failed" in result.output
+
+
 def test_predict_with_bfloat16_convolutions(model_dir, data, tmp_path):
     ((wav, _),) = data["test"]
     plain = invoke(drums_cli.predict, wav, "--out", tmp_path / "a", "--model", model_dir)
