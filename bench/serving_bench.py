@@ -1,10 +1,13 @@
-"""Speed of the exported drum model's signatures, with and without `FusedLSTM`.
+"""Speed of the exported drum model's signatures: `FusedLSTM` and the tree count distribution
+against their baselines.
 
     python bench/serving_bench.py [--repeats 5] [--audio-seconds 60] [--chunk-seconds 1]
 
 Builds the export's `ServingModule` (what `loco export` saves and TF Serving runs: a TensorFlow
-graph, no XLA) for the §6.1 drum network twice: with its LSTM run by `lstm_recurrence`
-(`FusedLSTM`, the default) and, as the baseline in the same run, by Keras's LSTM layer. Times
+graph, no XLA) for the §6.1 drum network three times: as exported (its LSTM run by
+`lstm_recurrence`, `FusedLSTM`; the whole file's count distribution by `method="tree"`), and as
+baselines in the same run, with Keras's LSTM layer and with the count distribution by
+`tf.scan` over every frame (eq. 9, `method="scan"`, what exports before session 11 run). Times
 `serving_default` on a whole file (front end, network, count distribution, decoding) and the
 `stream` signature fed the same audio in chunks (front end, network). Reported as seconds of
 audio per wall second, median of interleaved repeats. An untrained network and noise measure
@@ -32,6 +35,9 @@ from loco_tf.features import FeatureConfig
 from loco_tf.recipes.drums import DrumTrainConfig, build_drum_model
 
 CLASSES = ("KD", "SD", "HH")
+DEFAULT = "FusedLSTM, tree counts (as exported)"
+KERAS_LSTM = "Keras LSTM (baseline)"
+SCAN_COUNTS = "tf.scan counts (baseline)"
 
 
 def signatures(module: ServingModule, audio: np.ndarray, chunk: int) -> dict:
@@ -66,10 +72,16 @@ def main() -> None:
     audio = rng.normal(0, 0.1, int(args.audio_seconds * config.sample_rate)).astype(np.float32)
     chunk = int(args.chunk_seconds * config.sample_rate)
     functions = {}
-    for fused, label in ((True, "FusedLSTM"), (False, "Keras LSTM (baseline)")):
-        module = ServingModule(model, spec, fused_lstm=fused)
+    configurations = (
+        (True, "tree", DEFAULT),
+        (False, "tree", KERAS_LSTM),
+        (True, "scan", SCAN_COUNTS),
+    )
+    for fused, count_method, label in configurations:
+        module = ServingModule(model, spec, fused_lstm=fused, count_method=count_method)
         for name, function in signatures(module, audio, chunk).items():
-            functions[(name, label)] = function
+            if name == "offline" or count_method == "tree":  # stream has no count distribution
+                functions[(name, label)] = function
     results = {key: [] for key in functions}
     for function in functions.values():  # trace before timing
         function()
@@ -82,23 +94,25 @@ def main() -> None:
 
     print(f"\nExported drum model on {args.audio_seconds:.0f} s of audio at 32 kHz")
     print(f"(stream: {args.chunk_seconds:g} s chunks; median of {args.repeats}):")
-    print(f"  {'signature':<18} {'LSTM':<24} {'x real time':>12}")
+    print(f"  {'signature':<18} {'configuration':<38} {'x real time':>12}")
     for (name, label), value in speed.items():
-        print(f"  {name:<18} {label:<24} {value:12.0f}")
+        print(f"  {name:<18} {label:<38} {value:12.0f}")
     ratios = {
-        name: speed[(name, "FusedLSTM")] / speed[(name, "Keras LSTM (baseline)")]
-        for name in ("offline", "stream")
+        name: speed[(name, DEFAULT)] / speed[(name, KERAS_LSTM)] for name in ("offline", "stream")
     }
+    tree_ratio = speed[("offline", DEFAULT)] / speed[("offline", SCAN_COUNTS)]
     print(
         f"  FusedLSTM against Keras's LSTM: offline {ratios['offline']:.2f} x, "
         f"stream {ratios['stream']:.2f} x"
     )
+    print(f"  tree count distribution against tf.scan: offline {tree_ratio:.2f} x")
     print(
         json.dumps(
             {
                 "bench": "serving",
                 "x_real_time": {f"{n} / {label}": round(v, 1) for (n, label), v in speed.items()},
                 "fused_over_keras": {n: round(r, 3) for n, r in ratios.items()},
+                "tree_over_scan_offline": round(tree_ratio, 3),
                 "chunk_seconds": args.chunk_seconds,
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),

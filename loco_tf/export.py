@@ -130,16 +130,25 @@ class ServingModule(tf.Module):
             float32 rounding) rather than Keras's layer. A serving graph runs without XLA;
             there this made `stream` 1.10-1.16x and `serving_default` 1.06-1.11x as fast
             (`bench/serving_bench.py`, three runs).
+        count_method: how `serving_default` computes the whole file's count distribution
+            (`CountDistribution`'s method): "tree", pairwise in float64, or "scan", eq. 9
+            frame by frame (what exports made before session 11 run).
     """
 
-    def __init__(self, model: keras.Model, spec: ExportSpec, fused_lstm: bool = True):
+    def __init__(
+        self,
+        model: keras.Model,
+        spec: ExportSpec,
+        fused_lstm: bool = True,
+        count_method: str = "tree",
+    ):
         super().__init__(name="loco_serving")
         config = spec.feature_config
         self.spec = spec
         model = inference_model(model)  # a mixed-precision model is served in float32
         self.model = with_fused_lstms(model) if fused_lstm else model
         self.front_end = LogMelFrontEnd(config)
-        self.count_distribution = CountDistribution(spec.k_max)
+        self.count_distribution = CountDistribution(spec.k_max, method=count_method)
         self.parts = [split_causal_network(network) for network in _networks(model)]
         self.encoders = [part["encoder"] for part in self.parts]
         self.lstms = [

@@ -251,3 +251,50 @@ def test_runs_inside_tf_function_and_xla():
             value, gradient = step(p)
             np.testing.assert_allclose(value.numpy(), eager.numpy(), rtol=1e-5)
             assert np.isfinite(gradient.numpy()).all()
+
+
+@pytest.mark.parametrize(
+    "frames, k_max", [(0, 3), (1, 1), (5, 1), (33, 31), (100, 6), (10_000, 31)]
+)
+def test_tree_method_equals_the_float64_recursion(frames, k_max):
+    """method="tree" (pairwise truncated convolutions in float64) against the float64
+    recursion of eq. 9: probabilities to 1e-12 (the float32 `scan` is within 2e-6 there), and
+    log-probabilities down to float64's range (1e-300) to float32 rounding."""
+    rng = np.random.default_rng(frames + k_max)
+    p = (rng.uniform(size=(3, frames, 2)) ** 3 * min(1.0, 30 / max(frames, 1))).astype(np.float32)
+    if frames > 4:
+        p[0, :3, 0] = 0.0
+        p[1, 2, 1] = 1.0
+    lengths = np.array([frames, max(frames - 3, 0), frames // 2])
+    expected = batch_log_pmf(p.astype(np.float64), lengths, k_max)
+    tree = poisson_binomial_log_pmf(
+        tf.constant(p), lengths=tf.constant(lengths), k_max=k_max, method="tree"
+    ).numpy()
+    assert tree.dtype == np.float32
+    np.testing.assert_allclose(np.exp(tree.astype(np.float64)), np.exp(expected), atol=1e-7)
+    representable = expected > np.log(1e-300)
+    _log_close(np.where(representable, tree, 0.0), np.where(representable, expected, 0.0), 2e-6)
+    # In float64 throughout, from logits too.
+    p64 = np.clip(p.astype(np.float64), 1e-9, 1 - 1e-9)
+    expected64 = batch_log_pmf(p64, lengths, k_max)
+    logits = np.log(p64) - np.log1p(-p64)
+    from_logits = poisson_binomial_log_pmf(
+        logits=tf.constant(logits), lengths=tf.constant(lengths), k_max=k_max, method="tree"
+    ).numpy()
+    assert from_logits.dtype == np.float64
+    np.testing.assert_allclose(np.exp(from_logits), np.exp(expected64), atol=1e-12)
+
+
+def test_tree_and_scan_layers_agree_and_serialise():
+    from loco_tf.layers import CountDistribution
+
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0, 0.2, size=(2, 700, 3)).astype(np.float32)
+    lengths = np.array([700, 451])
+    scan = CountDistribution(k_max=9)(p, lengths=lengths).numpy()
+    layer = CountDistribution(k_max=9, method="tree")
+    tree = layer(p, lengths=lengths).numpy()
+    np.testing.assert_allclose(tree, scan, atol=2e-6)
+    assert CountDistribution.from_config(layer.get_config()).method == "tree"
+    with pytest.raises(ValueError, match="method must be one of"):
+        CountDistribution(method="fft")

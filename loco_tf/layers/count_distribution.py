@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 
 from loco_tf.layers.event_probabilities import valid_frames
-from loco_tf.ops import poisson_binomial_log_pmf
+from loco_tf.ops import LOG_PMF_METHODS, poisson_binomial_log_pmf
 
 
 @keras.saving.register_keras_serializable(package="loco_tf")
@@ -23,6 +23,10 @@ class CountDistribution(keras.layers.Layer):
     Args:
         k_max: last bin (eq. 14).
         log_space: return log-probabilities instead of probabilities.
+        method: "scan" (eq. 9 frame by frame, in log space; exact logs of any probability) or
+            "tree" (the same distribution in float64 probabilities combined pairwise, depth
+            log2(T): 27x as fast on a minute of frames, for probabilities of long sequences;
+            see `loco_tf.ops.poisson_binomial_log_pmf`).
         **kwargs: standard layer arguments.
 
     Call arguments:
@@ -38,11 +42,14 @@ class CountDistribution(keras.layers.Layer):
         >>> expected = keras.ops.sum(pmf * keras.ops.arange(32, dtype="float32"), axis=-1)
     """
 
-    def __init__(self, k_max: int = 31, log_space: bool = False, **kwargs):
+    def __init__(self, k_max: int = 31, log_space: bool = False, method: str = "scan", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
+        if method not in LOG_PMF_METHODS:
+            raise ValueError(f"method must be one of {LOG_PMF_METHODS}, got {method!r}")
         self.k_max = int(k_max)
         self.log_space = bool(log_space)
+        self.method = method
         self.supports_masking = True
 
     def call(self, event_probabilities, mask=None, lengths=None):
@@ -50,7 +57,7 @@ class CountDistribution(keras.layers.Layer):
         p = tf.cast(event_probabilities, tf.float32)
         if valid is not None:
             p = tf.where(valid[..., None], p, 0.0)
-        log_pmf = poisson_binomial_log_pmf(p, k_max=self.k_max)
+        log_pmf = poisson_binomial_log_pmf(p, k_max=self.k_max, method=self.method)
         return log_pmf if self.log_space else tf.exp(log_pmf)
 
     def compute_mask(self, inputs, mask=None):
@@ -65,5 +72,5 @@ class CountDistribution(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update(k_max=self.k_max, log_space=self.log_space)
+        config.update(k_max=self.k_max, log_space=self.log_space, method=self.method)
         return config

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 NEG_INF = float("-inf")
-LOG_PMF_METHODS = ("scan",)
+LOG_PMF_METHODS = ("scan", "tree")
 LOG_LIKELIHOOD_METHODS = ("forward_backward", "scan")
 
 
@@ -226,7 +226,12 @@ def poisson_binomial_log_pmf(
         logits: pre-sigmoid values instead of `event_probabilities`.
         lengths: optional `[batch]` valid frames per sample.
         k_max: last bin; counts at or above it share it (eq. 14).
-        method: `"scan"`, the log-space `tf.scan` of eq. 9 (differentiable).
+        method: `"scan"`, the log-space `tf.scan` of eq. 9 (differentiable; the loss's), or
+            `"tree"` (`_tree_pmf`): the same distribution in float64 probabilities, combined
+            in a tree of depth log2(T) instead of T sequential steps, for long sequences whose
+            probabilities, not exact logs of tiny ones, are wanted (the exported model's
+            whole-file count distribution). Probabilities below float64's range (about
+            1e-308) are 0 there, so their logs are -inf where "scan" gives their exact logs.
 
     Returns:
         `[batch, classes, k_max + 1]` log-probabilities; `exp` of a row sums to 1.
@@ -234,6 +239,8 @@ def poisson_binomial_log_pmf(
     k_max = _check_k_max(k_max)
     if method not in LOG_PMF_METHODS:
         raise ValueError(f"method must be one of {LOG_PMF_METHODS}, got {method!r}.")
+    if method == "tree":
+        return _tree_log_pmf(event_probabilities, logits, lengths, k_max)
     log_p, log_q = log_event_probabilities(event_probabilities, logits=logits, lengths=lengths)
     frames = _frames(log_p, log_q)
     init = _initial_state(frames, k_max)
@@ -257,6 +264,78 @@ def _scan_forward(frames: _Frames, init: tf.Tensor) -> tf.Tensor:
 
 
 _scan_forward_graph = tf.function(_scan_forward)
+
+
+TREE_BLOCK = 32
+"""Frames `_tree_pmf` runs eq. 9 over one by one (in all blocks at once) before the tree."""
+
+
+def _tree_log_pmf(event_probabilities, logits, lengths, k_max: int) -> tf.Tensor:
+    """`poisson_binomial_log_pmf(method="tree")`."""
+    if (event_probabilities is None) == (logits is None):
+        raise ValueError("Pass exactly one of `event_probabilities` and `logits`.")
+    if logits is not None:
+        x = tf.cast(logits, tf.float64)
+        p, q = tf.sigmoid(x), tf.sigmoid(-x)
+    else:
+        p = tf.cast(event_probabilities, tf.float64)
+        q = 1.0 - p  # exact in float64 for float32 p
+    if lengths is not None:
+        valid = tf.range(tf.shape(p)[1])[None, :, None] < tf.cast(lengths, tf.int32)[:, None, None]
+        p, q = tf.where(valid, p, 0.0), tf.where(valid, q, 1.0)
+    given = event_probabilities if event_probabilities is not None else logits
+    out_dtype = _compute_dtype(tf.convert_to_tensor(given))
+    pmf = _tree_pmf(p, q, k_max)
+    return tf.cast(_safe_log(pmf), out_dtype)
+
+
+def _tree_pmf(p: tf.Tensor, q: tf.Tensor, k_max: int, block: int = TREE_BLOCK) -> tf.Tensor:
+    """Pr(Y = k), k < k_max, and Pr(Y >= k_max), `[batch, classes, k_max + 1]`, from float64
+    `[batch, time, classes]` p and q = 1 - p.
+
+    Truncating a sum at k_max is associative: min(min(X + Y, K) + Z, K) = min(X + Y + Z, K).
+    So the distribution of the whole sequence is the truncated convolution of those of its
+    parts, in any grouping. Eq. 9 (with eq. 14's tail) runs over `block` frames at a time, in
+    every block at once; the blocks' distributions are then convolved pairwise, level by
+    level, depth log2(T / block). Every intermediate is a probability distribution (its bins
+    sum to 1), so float64 needs no rescaling; probabilities below its range become 0.
+    """
+    batch, classes = tf.shape(p)[0], tf.shape(p)[2]
+    bins = k_max + 1
+    # [batch * classes, blocks, block], padded with p = 0 (the identity frame).
+    p = tf.reshape(tf.transpose(p, [0, 2, 1]), [batch * classes, -1])
+    q = tf.reshape(tf.transpose(q, [0, 2, 1]), [batch * classes, -1])
+    steps = tf.shape(p)[1]
+    padding = tf.maximum((steps + block - 1) // block, 1) * block - steps
+    p = tf.reshape(tf.pad(p, [[0, 0], [0, padding]]), [batch * classes, -1, block])
+    q = tf.reshape(tf.pad(q, [[0, 0], [0, padding]], constant_values=1.0), tf.shape(p))
+    rows = tf.shape(p)[0:2]
+    identity = tf.one_hot(0, bins, dtype=p.dtype)
+    state = tf.broadcast_to(identity, tf.concat([rows, [bins]], 0))
+    for t in range(block):
+        p_t, q_t = p[:, :, t, None], q[:, :, t, None]
+        body = state[..., :-1] * q_t + tf.pad(state[..., :-2], [[0, 0], [0, 0], [1, 0]]) * p_t
+        tail = state[..., -1:] + state[..., -2:-1] * p_t  # the tail absorbs (eq. 14)
+        state = tf.concat([body, tail], -1)
+    # Pairwise truncated convolutions: combine[i, j, min(i + j, k_max)] = 1.
+    i, j = tf.meshgrid(tf.range(bins), tf.range(bins), indexing="ij")
+    combine = tf.one_hot(tf.reshape(tf.minimum(i + j, k_max), [-1]), bins, dtype=p.dtype)
+
+    def not_done(nodes):
+        return tf.shape(nodes)[1] > 1
+
+    def level(nodes):
+        odd = tf.shape(nodes)[1] % 2
+        pad = tf.broadcast_to(identity, tf.concat([[tf.shape(nodes)[0], odd], [bins]], 0))
+        nodes = tf.concat([nodes, pad], 1)
+        a, b = nodes[:, 0::2], nodes[:, 1::2]
+        pairs = tf.reshape(a[..., :, None] * b[..., None, :], tf.concat([tf.shape(a)[:2], [-1]], 0))
+        return (tf.einsum("nmx,xk->nmk", pairs, combine),)
+
+    (state,) = tf.while_loop(
+        not_done, level, (state,), shape_invariants=(tf.TensorShape([None, None, bins]),)
+    )
+    return tf.reshape(state[:, 0], [batch, classes, bins])
 
 
 def _gather_count(log_pmf: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
