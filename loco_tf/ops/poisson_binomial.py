@@ -22,6 +22,11 @@ Two ways to differentiate the log-likelihood:
     d log Pr(Y = y) / d logit p(t) = Pr(event at t | Y = y) - p(t) without autodiff through the
     loop; both loops are XLA-compiled. Identical values, about 3x faster than a probability-space
     tf.scan (bench/loss_bench.py), and the exact gradient also at p in {0, 1}.
+
+For a whole recording's distribution, where probabilities rather than exact logs of tiny ones
+are wanted, `poisson_binomial_log_pmf(method="tree")` gives the same distribution from
+pairwise truncated convolutions in float64, in log2(T) levels instead of T steps (the
+exported model uses it; 22 ms against 602 ms for a minute of frames).
 """
 
 from __future__ import annotations
