@@ -63,6 +63,7 @@ from loco_tf.layers import CountDistribution, LogMelFrontEnd
 from loco_tf.ops.peaks import pick_peaks
 from loco_tf.streaming import (
     GRAPH_LSTM_UNROLL,
+    causal_networks,
     inference_model,
     run_lstm,
     split_causal_network,
@@ -110,15 +111,6 @@ class ExportSpec:
         }
 
 
-def _networks(model: keras.Model) -> list[keras.Model]:
-    if any(isinstance(layer, keras.layers.LSTM) for layer in model.layers):
-        return [model]
-    networks = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if not networks:
-        raise ValueError(f"model {model.name} has no LSTM: it is not a causal ConvLSTM model")
-    return networks
-
-
 class ServingModule(tf.Module):
     """The exported graph: a model with its front end, count distribution and decoder.
 
@@ -149,7 +141,7 @@ class ServingModule(tf.Module):
         self.model = with_fused_lstms(model) if fused_lstm else model
         self.front_end = LogMelFrontEnd(config)
         self.count_distribution = CountDistribution(spec.k_max, method=count_method)
-        self.parts = [split_causal_network(network) for network in _networks(model)]
+        self.parts = [split_causal_network(network) for network in causal_networks(model)]
         self.encoders = [part["encoder"] for part in self.parts]
         self.lstms = [
             functools.partial(run_lstm, part, fused=fused_lstm, unroll=GRAPH_LSTM_UNROLL)

@@ -97,6 +97,21 @@ def inference_model(model: keras.Model) -> keras.Model:
     return with_dtype_policy(model, "float32")
 
 
+def causal_networks(model: keras.Model) -> list[keras.Model]:
+    """The ConvLSTM networks of `model`: the model itself when it has the LSTM, else the
+    networks side by side in it (per-instrument or band models).
+
+    Raises:
+        ValueError: `model` has no LSTM, so it is not a causal ConvLSTM model.
+    """
+    if any(isinstance(layer, keras.layers.LSTM) for layer in model.layers):
+        return [model]
+    networks = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not networks:
+        raise ValueError(f"model {model.name} has no LSTM: it is not a causal ConvLSTM model")
+    return networks
+
+
 def split_causal_network(network: keras.Model) -> dict[str, Any]:
     """Splits a `build_conv_lstm`-like network at its LSTM for chunked inference.
 
@@ -278,13 +293,7 @@ class CausalStreamer:
         self.chunk_frames = int(chunk_frames)
         self.fused_lstm = bool(fused_lstm)
         model = inference_model(model)
-        has_lstm = any(isinstance(layer, keras.layers.LSTM) for layer in model.layers)
-        networks = [model]
-        if not has_lstm:
-            networks = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-        if not networks:
-            raise ValueError(f"model {model.name} has no LSTM to stream")
-        self._parts = [split_causal_network(network) for network in networks]
+        self._parts = [split_causal_network(network) for network in causal_networks(model)]
         self.context = max(part["context"] for part in self._parts)
         feature_shape = model.get_layer("features").output.shape
         self.feature_shape = tuple(feature_shape[2:])
