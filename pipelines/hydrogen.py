@@ -61,6 +61,8 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
+import tempfile
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -208,6 +210,57 @@ def drumkit_file(folder: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no Hydrogen drumkit here: {path} does not exist")
     return path
+
+
+def write_drumkit(
+    folder: str, xml: str, samples: Mapping[str, str], *, link: bool = False, drawn_by: str = ""
+) -> bool:
+    """Writes a drumkit folder: ``drumkit.xml`` and its samples, or keeps the same kit there.
+
+    The kit is written to a temporary folder beside ``folder`` and renamed into place, so an
+    interrupted write leaves no half kit.
+
+    Args:
+        folder: the kit's folder.
+        xml: the text of its ``drumkit.xml``.
+        samples: file name in the kit (may hold ``/``) -> the file to copy or link there.
+        link: symbolic links to the files instead of copies.
+        drawn_by: what made the kit (e.g. ``--seed 0``), for the error below.
+
+    Returns:
+        False when ``folder`` already held this ``drumkit.xml`` (kept as it is), True otherwise.
+
+    Raises:
+        FileExistsError: ``folder`` holds something else; the message names it.
+    """
+    existing = os.path.join(folder, DRUMKIT_FILE)
+    if os.path.exists(folder):
+        if os.path.isfile(existing):
+            with open(existing, encoding="utf-8") as file:
+                if file.read() == xml:
+                    return False
+        raise FileExistsError(
+            f"{folder} holds another kit than {drawn_by or 'this one'}; "
+            "remove it or choose another --out"
+        )
+    parent = os.path.dirname(os.path.abspath(folder))
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.", dir=parent)
+    try:
+        for name, source in samples.items():
+            target = os.path.join(staging, name)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if link:
+                os.symlink(os.path.abspath(source), target)
+            else:
+                shutil.copyfile(source, target)
+        with open(os.path.join(staging, DRUMKIT_FILE), "w", encoding="utf-8") as file:
+            file.write(xml)
+        os.chmod(staging, 0o755)  # mkdtemp made it private
+        os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return True
 
 
 def load_drumkit(folder: str) -> Drumkit:

@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
@@ -35,7 +33,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import soundfile
 
-from loco_tf.pipelines.hydrogen import DRUMKIT_FILE
+from loco_tf.pipelines.hydrogen import write_drumkit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,32 +250,11 @@ def write_kits(
         name = f"{KIT_PREFIX}{index:02d}"
         folder = os.path.join(out, name)
         choices = draw_kit(samples, seed, index)
-        xml = drumkit_xml(name, choices, packs)
-        existing = os.path.join(folder, DRUMKIT_FILE)
-        if os.path.exists(folder):
-            if not os.path.isfile(existing) or _read(existing) != xml:
-                raise FileExistsError(
-                    f"{folder} holds another kit than --seed {seed} --packs "
-                    f"{','.join(packs)} draws; remove it or choose another --out"
-                )
-            folders.append(folder)
-            continue
-        staging = tempfile.mkdtemp(prefix=f".{name}.", dir=out)
-        try:
-            for number, choice in enumerate(choices):
-                shutil.copyfile(
-                    choice.path, os.path.join(staging, _sample_name(number, choice.path))
-                )
-            with open(os.path.join(staging, DRUMKIT_FILE), "w", encoding="utf-8") as file:
-                file.write(xml)
-            os.rename(staging, folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+        write_drumkit(
+            folder,
+            drumkit_xml(name, choices, packs),
+            {_sample_name(number, c.path): c.path for number, c in enumerate(choices)},
+            drawn_by=f"--seed {seed} --packs {','.join(packs)} draws",
+        )
         folders.append(folder)
     return folders
-
-
-def _read(path: str) -> str:
-    with open(path, encoding="utf-8") as file:
-        return file.read()

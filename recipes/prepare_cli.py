@@ -611,6 +611,53 @@ def kits(out, count, packs, seed):
     click.echo(f"--train-kits {','.join(folders)}")
 
 
+@prepare.command("mix-kits")
+@click.option(
+    "--kits",
+    "kit_list",
+    required=True,
+    callback=_kits,
+    help="Hydrogen kits to mix, at least three: hydrogen:NAME or drumkit folders, "
+    "comma-separated. Never a kit you test on.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for the mixes (mix-00, mix-01, ...).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Mixes to draw.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+def mix_kits(kit_list, out, count, seed):
+    """Drum kits whose kick, snare and hi-hats come from three different Hydrogen kits.
+
+    Each mix takes notes 35-36 (kick), 37-40 (snare, side stick) and 42-46 (hi-hats) from
+    three kits of --kits and every other note from a fourth, each instrument played exactly
+    as in its own kit, so a model hears each class's sounds beside other kits' (see
+    pipelines/kitmix.py). The mixes are Hydrogen drumkit folders whose samples are links to the
+    source kits' files. Train on them with
+    `loco prepare drums --train-kits OUT/mix-00,OUT/mix-01,...`. A rerun keeps the mixes it
+    finds.
+    """
+    from loco_tf.pipelines.kitmix import write_mixes
+
+    try:
+        folders = write_mixes(out, kit_list, count, seed=seed)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write the mixes: {error}") from None
+    for folder in folders:
+        click.echo(folder)
+    click.echo(f"--train-kits {','.join(folders)}")
+
+
 SAME_RECORDING = 0.95
 """`compare-kits` says a class shares samples at or above this peak correlation."""
 

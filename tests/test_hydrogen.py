@@ -9,7 +9,7 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
-from loco_tf.pipelines import grooves, hydrogen, readers, render
+from loco_tf.pipelines import grooves, hydrogen, kitmix, readers, render
 from loco_tf.pipelines import prepare as prepare_module
 from loco_tf.recipes.prepare_cli import prepare
 
@@ -554,3 +554,92 @@ def test_compare_kits_prints_a_row_per_kit_and_names_the_ones_that_failed(tmp_pa
     assert "error:" in error_row and "1 of 2 kits failed" in result.output
     result = CliRunner().invoke(prepare, ["compare-kits", missing, kit])
     assert result.exit_code == 1 and "the reference kit" in result.output
+
+
+def mix_source(folder, seed, components=False):
+    """A kit in GM order by midiOutNote: kick, side stick, snare, closed and open hi-hat (one
+    mute group), a tom and a crash, each with a soft and a loud layer (in ``loud/``); with
+    ``components`` the kick is two components of another drumkit component volume."""
+    (folder / "loud").mkdir(parents=True)
+    notes = {"kick": 36, "stick": 37, "snare": 38, "closed": 42, "open": 46, "tom": 41, "crash": 49}
+    samples, body = {}, ""
+    for i, (name, note) in enumerate(notes.items()):
+        samples[f"{name}.wav"] = burst(seed + i, 500 + 60 * i, 10 * seed + i)
+        samples[f"loud/{name}.wav"] = burst(seed, 700 + 50 * i, 10 * seed + i + 100)
+        layers = layer(f"{name}.wav", 0.0, 0.5, gain=0.9) + layer(f"loud/{name}.wav", 0.5, 1.0)
+        if components and name == "kick":
+            layers = (
+                f"<instrumentComponent><component_id>0</component_id><gain>2</gain>{layers}"
+                "</instrumentComponent><instrumentComponent><component_id>1</component_id>"
+                f"{layer('crash.wav', pitch=1.5)}</instrumentComponent>"
+            )
+        group = "<muteGroup>0</muteGroup>" if name in ("closed", "open") else ""
+        extra = f"<midiOutNote>{note}</midiOutNote>{group}<gain>{0.5 + 0.1 * i}</gain>"
+        body += instrument(i, name, layers, volume=0.8, extra=extra)
+    head = (
+        "<componentList><drumkitComponent><id>1</id><volume>0.3</volume></drumkitComponent>"
+        "</componentList>\n"
+    )
+    return write_kit(folder, body, samples, head=head if components else "")
+
+
+MIX_ROLE_NOTES = {"KD": (36, 35), "SD": (38, 37, 40), "HH": (46, 42, 44), "rest": (41, 49)}
+
+
+def test_a_mix_plays_each_class_as_its_own_kit_and_the_other_notes_as_a_fourth(tmp_path):
+    kits = [mix_source(tmp_path / f"kit{i}", i, components=i == 2) for i in range(5)]
+    folders = kitmix.write_mixes(str(tmp_path / "mixes"), kits, 4, seed=1)
+    assert [os.path.basename(f) for f in folders] == ["mix-00", "mix-01", "mix-02", "mix-03"]
+    drawn = [kitmix.draw_mix(kits, 1, index) for index in range(4)]
+    assert len({tuple(roles.values()) for roles in drawn}) == 4
+    for folder, roles in zip(folders, drawn, strict=True):
+        assert len(set(roles.values())) == 4  # KD, SD, HH and the rest from four kits
+        assert render.kit_source(folder) == render.KitSource("hydrogen", folder)
+        for role, notes in MIX_ROLE_NOTES.items():
+            # Each note soft and loud; the hi-hats' open note is cut by the next closed one.
+            played = [(n, 0.05 + 0.25 * i + 0.1 * loud, 40 + 80 * loud)
+                      for i, n in enumerate(notes) for loud in (0, 1)]  # fmt: skip
+            midi = drum_midi(*played)
+            mixed = hydrogen.render_midi(midi, folder, SR)
+            assert np.abs(mixed).max() == 1.0
+            np.testing.assert_array_equal(mixed, hydrogen.render_midi(midi, roles[role], SR))
+        samples = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+        assert all(os.path.islink(s) for s in samples if not s.endswith("drumkit.xml"))
+    # A note the class has no instrument for in the source kit (35, 40, 44) still plays the
+    # class's stand-in there; the rest's kit plays no class note.
+    kit = hydrogen.load_drumkit(folders[0])
+    assert sorted(kit.notes) == [35, 36, 37, 38, 40, 41, 42, 44, 46, 49]
+    assert {kit.notes[n].mute_group for n in (42, 44, 46)} == {0}
+    assert kit.notes[36].name == f"kick ({os.path.basename(drawn[0]['KD'])})"
+
+
+def test_mix_kits_reruns_keep_the_mixes_and_bad_kits_are_errors(tmp_path):
+    kits = [mix_source(tmp_path / f"kit{i}", i) for i in range(3)]
+    out = tmp_path / "mixes"
+
+    def mix(*args):
+        return CliRunner().invoke(prepare, ["mix-kits", "--out", str(out), *map(str, args)])
+
+    result = mix("--kits", ",".join(kits), "--count", 2)
+    assert result.exit_code == 0, result.output
+    folders = [str(out / "mix-00"), str(out / "mix-01")]
+    assert result.output.splitlines() == [*folders, f"--train-kits {','.join(folders)}"]
+    roles = kitmix.draw_mix(kits, 0, 0)
+    assert roles["rest"] == roles["KD"] and len({roles[c] for c in ("KD", "SD", "HH")}) == 3
+    written = os.stat(out / "mix-00" / "drumkit.xml").st_mtime_ns
+    assert mix("--kits", ",".join(kits), "--count", 3).exit_code == 0  # keeps 2, adds one
+    assert os.stat(out / "mix-00" / "drumkit.xml").st_mtime_ns == written
+    assert sorted(os.listdir(out)) == ["mix-00", "mix-01", "mix-02"]
+    result = mix("--kits", ",".join(kits), "--seed", 5)
+    assert result.exit_code == 1
+    assert f"{out / 'mix-00'} holds another kit than --seed 5 draws from" in result.output
+    result = mix("--kits", ",".join(kits[:2]))
+    assert result.exit_code == 1 and "mixing needs at least three kits, got 2" in result.output
+    no_snare = write_kit(
+        tmp_path / "no-snare", instrument(0, "Kick", layer("k.wav")), {"k.wav": KICK}
+    )
+    result = mix("--kits", ",".join([*kits, no_snare]), "--out", tmp_path / "other", "--count", 4)
+    assert result.exit_code == 1 and "has no instrument for SD" in result.output
+    result = mix("--kits", f"{kits[0]},{kits[1]},{tmp_path / 'none.sf2'}")
+    assert result.exit_code == 1 and "none.sf2" in result.output
+    assert not (tmp_path / "other").exists()  # the kits are checked before anything is written
