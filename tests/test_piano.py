@@ -209,7 +209,9 @@ def loco(*args):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Ten one-performance 'pieces' of random notes (pitches 55..66, ~6 s), prepared with
-    `loco prepare piano` (timgm6mb), and a tiny banded model trained on them with --full."""
+    `loco prepare piano` (timgm6mb), and a tiny banded model trained on them with --full, in
+    two bands of 44 pitches rather than --full's nine of 10 (each band network costs its own
+    graph tracing, ~10 s a command here; the nine bands are test_the_paper_configuration...)."""
     if not _can_render():
         pytest.skip("rendering needs pyfluidsynth, libfluidsynth and TimGM6mb.sf2")
     root = tmp_path_factory.mktemp("piano")
@@ -242,7 +244,8 @@ def tiny(tmp_path_factory):
     assert result.exit_code == 0, result.output
     run = root / "run"
     result = loco("train", "piano", "--full", "--data", data, "--out", run,
-                  "--filters", "4,4", "--lstm-units", 6, "--dense-units", 6, "--batch-size", 4,
+                  "--filters", "4,4", "--lstm-units", 6, "--dense-units", 6, "--band-size", 44,
+                  "--batch-size", 4,
                   "--epochs", 1, "--steps-per-epoch", 2, "--shuffle-buffer", 8,
                   "--progress", "none")  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -259,18 +262,19 @@ def test_prepare_piano_refuses_a_drum_only_kit(tmp_path):
         assert f"Invalid value for {option}: blackpearl has drums only" in result.output
 
 
-def test_train_piano_full_trains_nine_band_networks_and_scores_the_test_set(tiny):
+def test_train_piano_full_trains_band_networks_and_scores_the_test_set(tiny):
     description = json.loads((tiny["run"] / "model.json").read_text())
     assert description["task"] == "piano"
     assert description["classes"] == list(range(21, 109))
     config = description["train_config"]
-    # --full: bands of 10 and stacking; options given explicitly win over --full's widths.
-    assert (config["band_size"], config["stack_probability"]) == (10, 0.25)
+    # --full: stacking; options given explicitly win over --full's bands and widths.
+    assert (config["band_size"], config["stack_probability"]) == (44, 0.25)
     assert (config["filters"], config["lstm_units"]) == ([4, 4], 6)
     assert config["k_max"] == 42
     model = keras.saving.load_model(tiny["run"] / "model.keras", compile=False)
-    assert len([layer for layer in model.layers if isinstance(layer, keras.Model)]) == 9
-    # One decoding per band of 10 pitches.
+    networks = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert [network.output.shape[-1] for network in networks] == [44, 44]
+    # One decoding per band of 10 pitches (--decoding-band-size).
     decoding = [description["decoding"][str(p)] for p in range(21, 109)]
     for start in range(0, 88, 10):
         assert all(d == decoding[start] for d in decoding[start : start + 10])
