@@ -375,16 +375,17 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
 
     model_path = _model_path(model_path, task)
     try:
-        transcriber = drums.DrumTranscriber.load(
+        # model.json says the task: a model of another one is refused before it loads.
+        model_task = drums.load_description(model_path).get("task", "drums")
+        if task is not None and model_task != task:
+            raise click.ClickException(
+                f"{model_path} is a {model_task} model; --task {task} needs a {task} model"
+            )
+        return drums.DrumTranscriber.load(
             model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
         )
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
-    if task is not None and transcriber.task != task:
-        raise click.ClickException(
-            f"{model_path} is a {transcriber.task} model; --task {task} needs a {task} model"
-        )
-    return transcriber
 
 
 bfloat16_option = click.option(

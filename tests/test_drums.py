@@ -608,6 +608,19 @@ def test_predict_writes_files_and_reports_bad_input(model_dir, data, tmp_path):
         assert {n.pitch for i in midi.instruments for n in i.notes} <= {36, 38, 42}
 
 
+def test_a_model_of_another_task_is_refused_before_it_loads(model_dir, data, tmp_path, monkeypatch):
+    ((wav, _),) = data["test"]
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(drums.DrumTranscriber, "load", no_load)
+    out = tmp_path / "out"
+    result = invoke(drums_cli.predict, wav, "--task", "piano", "--model", model_dir, "--out", out)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"{model_dir} is a drums model; --task piano needs a piano model" in result.output
+
+
 def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
     ((wav, _),) = data["test"]
     audio, _ = soundfile.read(wav, dtype="float32")
