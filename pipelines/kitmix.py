@@ -4,8 +4,8 @@ A model trained on whole kits learns each kit's kick, snare and hi-hat together:
 levels, which snare goes with which hi-hat. Kits it never heard pair them otherwise. `write_mixes`
 writes Hydrogen drumkit folders that take the kick (notes 35, 36), the snare and side stick
 (37, 38, 40) and the hi-hats (42, 44, 46) from three different kits of a list, and every other
-note (toms, cymbals, clap, percussion) from a fourth (the rest's kit; the first three again when
-the list has only three), so one set of recordings gives many pairings.
+note (toms, cymbals, clap, percussion) from a fourth (the kick's kit when the list has only
+three), so one set of recordings gives many pairings.
 
 An instrument keeps everything its source kit plays it with (`hydrogen.instrument_for`: the
 kit's own note, its `GM_LAYOUTS` entry or a class stand-in): its components, velocity layers,
@@ -13,8 +13,10 @@ gains, pitch and volume, so `hydrogen.render_midi` plays it in the mixed kit exa
 own. Kits keep their own levels: nothing is normalised across sources (training's gain and EQ
 augmentation varies the balance further). Every instrument is written once per note, with the
 note as ``<midiOutNote>``; the hi-hats keep their kit's mute group (as group 0), the rest's kit
-its groups (shifted past it). The samples are symbolic links to the source kits' files (a mix
-costs no disk), in the folder ``samples``.
+its groups (shifted past it). (One difference remains: an instrument a kit plays on two of its
+own notes becomes two instruments, which cut each other's voices if they are in a mute group.)
+The samples are symbolic links to the source kits' files (a mix costs no disk), in the folder
+``samples``.
 
 Mixes are a pure function of (kits, seed, index): a rerun keeps the mixes it finds; a folder
 holding another mix is an error. Each mix is written to a temporary folder and renamed into
@@ -64,8 +66,12 @@ def mix_notes(sources: dict[str, Drumkit]) -> dict[int, tuple[str, Instrument]]:
         if note not in GM_DRUM_TO_CLASS:
             notes[note] = ("rest", instrument)
     for drum_class, class_notes in CLASS_NOTES.items():
+        # The class's notes its kit has; a missing one finds the same stand-in in the mix
+        # (`instrument_for`), so it stays the same instrument and does not cut its voices.
+        kit = sources[drum_class]
         for note in class_notes:
-            notes[note] = (drum_class, instrument_for(sources[drum_class], note))
+            if note in kit.notes:
+                notes[note] = (drum_class, kit.notes[note])
     return dict(sorted(notes.items()))
 
 
