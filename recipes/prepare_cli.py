@@ -562,20 +562,39 @@ def digits(data_dir, out, size, min_digits, max_digits, compression, **options):
     click.echo(f"output: {os.path.abspath(out)}")
 
 
+def _kit_folder_options(what: str, first: str):
+    """--out, --count and --seed of a command that writes drum kit folders (`kits`, `mix-kits`)."""
+
+    def decorate(command):
+        command = click.option(
+            "--seed", type=int, default=0, show_default=True, help="Seed of the draws."
+        )(command)
+        command = click.option(
+            "--count",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help=f"{what.capitalize()} to draw.",
+        )(command)
+        return click.option(
+            "--out",
+            type=click.Path(file_okay=False),
+            required=True,
+            help=f"Folder for the {what} ({first}-00, {first}-01, ...).",
+        )(command)
+
+    return decorate
+
+
+def _echo_kit_folders(folders: list[str]) -> None:
+    """Prints the folders written, then the `--train-kits` value that uses them."""
+    for folder in folders:
+        click.echo(folder)
+    click.echo(f"--train-kits {','.join(folders)}")
+
+
 @prepare.command()
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="Folder for the kits (oneshot-00, oneshot-01, ...).",
-)
-@click.option(
-    "--count",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Kits to draw.",
-)
+@_kit_folder_options("kits", "oneshot")
 @click.option(
     "--packs",
     default="lmms,sonic-pi",
@@ -583,8 +602,7 @@ def digits(data_dir, out, size, min_digits, max_digits, compression, **options):
     help="Sample packs to draw from: lmms (sudo apt-get install lmms-common), sonic-pi "
     "(sudo apt-get install sonic-pi-samples).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
-def kits(out, count, packs, seed):
+def kits(out, count, seed, packs):
     """Drum kits drawn from one-shot sample packs, written as Hydrogen drumkit folders.
 
     Each kit takes a kick, snare, side stick, clap, three hi-hats, three toms, a crash and a
@@ -606,9 +624,7 @@ def kits(out, count, packs, seed):
         raise click.ClickException(f"cannot write the kits: {error}") from None
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
-    for folder in folders:
-        click.echo(folder)
-    click.echo(f"--train-kits {','.join(folders)}")
+    _echo_kit_folders(folders)
 
 
 @prepare.command("mix-kits")
@@ -620,20 +636,7 @@ def kits(out, count, packs, seed):
     help="Hydrogen kits to mix, at least three: hydrogen:NAME or drumkit folders, "
     "comma-separated. Never a kit you test on.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    required=True,
-    help="Folder for the mixes (mix-00, mix-01, ...).",
-)
-@click.option(
-    "--count",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Mixes to draw.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@_kit_folder_options("mixes", "mix")
 def mix_kits(kit_list, out, count, seed):
     """Drum kits whose kick, snare and hi-hats come from three different Hydrogen kits.
 
@@ -653,9 +656,7 @@ def mix_kits(kit_list, out, count, seed):
         raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot write the mixes: {error}") from None
-    for folder in folders:
-        click.echo(folder)
-    click.echo(f"--train-kits {','.join(folders)}")
+    _echo_kit_folders(folders)
 
 
 SAME_RECORDING = 0.95
