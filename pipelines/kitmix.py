@@ -76,8 +76,12 @@ def mix_notes(sources: dict[str, Drumkit]) -> dict[int, tuple[str, Instrument]]:
 
 
 def sample_name(role: str, kit: Drumkit, path: str) -> str:
-    """Where a mix links a source kit's sample: ``samples/ROLE/`` + its path in the kit."""
-    return os.path.join(SAMPLES, role, os.path.relpath(path, kit.folder))
+    """Where a mix links a source kit's sample: ``samples/ROLE/`` + its path in the kit (a
+    sample outside the kit's folder, ``../x.wav``, goes to ``samples/ROLE/outside/.._x.wav``)."""
+    relative = os.path.relpath(path, kit.folder)
+    if relative.split(os.sep)[0] == os.pardir:
+        relative = os.path.join("outside", relative.replace(os.sep, "_"))
+    return os.path.join(SAMPLES, role, relative)
 
 
 def mix_xml(

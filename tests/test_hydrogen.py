@@ -645,3 +645,23 @@ def test_mix_kits_reruns_keep_the_mixes_and_bad_kits_are_errors(tmp_path):
     result = mix("--kits", f"{kits[0]},{kits[1]},{tmp_path / 'none.sf2'}")
     assert result.exit_code == 1 and "none.sf2" in result.output
     assert not (tmp_path / "other").exists()  # the kits are checked before anything is written
+
+
+def test_a_mix_links_a_sample_from_outside_its_kit_inside_the_mix(tmp_path):
+    kits = [mix_source(tmp_path / "kits" / f"kit{i}", i) for i in range(3)]
+    soundfile.write(tmp_path / "shared.wav", HAT, SR, subtype="FLOAT")
+    for kit in kits:  # every kick's soft layer is a file two folders up
+        xml = os.path.join(kit, "drumkit.xml")
+        with open(xml) as file:
+            text = file.read().replace("<filename>kick.wav<", "<filename>../../shared.wav<")
+        with open(xml, "w") as file:
+            file.write(text)
+    (folder,) = kitmix.write_mixes(str(tmp_path / "mixes"), kits, 1)
+    assert os.listdir(tmp_path / "mixes") == ["mix-00"]  # nothing written beside the mix
+    links = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    assert os.path.join(folder, "samples", "KD", "outside", ".._.._shared.wav") in links
+    midi = drum_midi((36, 0.05, 40), (36, 0.2, 120))
+    kd = kitmix.draw_mix(kits, 0, 0)["KD"]
+    np.testing.assert_array_equal(
+        hydrogen.render_midi(midi, folder, SR), hydrogen.render_midi(midi, kd, SR)
+    )
