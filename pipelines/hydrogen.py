@@ -214,7 +214,7 @@ def drumkit_file(folder: str) -> str:
 
 def write_drumkit(
     folder: str, xml: str, samples: Mapping[str, str], *, link: bool = False, drawn_by: str = ""
-) -> bool:
+) -> None:
     """Writes a drumkit folder: ``drumkit.xml`` and its samples, or keeps the same kit there.
 
     The kit is written to a temporary folder beside ``folder`` and renamed into place, so an
@@ -227,9 +227,6 @@ def write_drumkit(
         link: symbolic links to the files instead of copies.
         drawn_by: what made the kit (e.g. ``--seed 0``), for the error below.
 
-    Returns:
-        False when ``folder`` already held this ``drumkit.xml`` (kept as it is), True otherwise.
-
     Raises:
         FileExistsError: ``folder`` holds something else; the message names it.
     """
@@ -238,7 +235,7 @@ def write_drumkit(
         if os.path.isfile(existing):
             with open(existing, encoding="utf-8") as file:
                 if file.read() == xml:
-                    return False
+                    return
         raise FileExistsError(
             f"{folder} holds another kit than {drawn_by or 'this one'}; "
             "remove it or choose another --out"
@@ -260,7 +257,6 @@ def write_drumkit(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return True
 
 
 def load_drumkit(folder: str) -> Drumkit:
