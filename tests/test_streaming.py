@@ -13,6 +13,7 @@ from loco_tf.streaming import (
     FusedLSTM,
     inference_model,
     lstm_recurrence,
+    padded_length,
     standard_lstm_weights,
     with_fused_lstms,
 )
@@ -112,6 +113,30 @@ def test_streamer_fused_and_keras_lstm_agree(chunk):
     layer = CausalStreamer(model, chunk_frames=chunk, fused_lstm=False)
     assert fused._parts[0]["weights"] is not None
     np.testing.assert_allclose(fused.run(x), layer.run(x), atol=1e-6, rtol=0)
+
+
+def test_padded_lengths_are_few():
+    assert [padded_length(n, 4096) for n in (1, 1023, 1024, 1025, 4096)] == [1024] * 3 + [4096] * 2
+    assert [padded_length(n, 8192) for n in (4097, 8192)] == [8192, 8192]
+    assert [padded_length(n, 16384) for n in (4097, 16384)] == [16384, 16384]
+    assert padded_length(5, 300) == 300  # never longer than a whole chunk
+
+
+def test_the_check_compiles_the_length_short_files_use():
+    """The constructor's check pads its chunks as a short file's: a file under SHORTEST_CHUNK
+    frames then runs without compiling the recurrence again (it traced the probe's and the
+    file's lengths apart, each compiled by XLA, ~1.3 s for the drum network)."""
+    keras.utils.set_random_seed(5)
+    config = drums.DrumTrainConfig(filters=(4, 4, 4), lstm_units=6, dense_units=5)
+    model = drums.build_drum_model(config, FeatureConfig())
+    streamer = CausalStreamer(model, chunk_frames=4096)
+    x = np.random.default_rng(3).normal(-40, 20, (700, 80, 2)).astype(np.float32)
+    p = streamer.run(x)
+    assert streamer._recur.experimental_get_tracing_count() == 1
+    expected = model({"features": x[None], "lengths": np.array([700])}).numpy()[0]
+    np.testing.assert_allclose(p, expected, atol=1e-5, rtol=0)
+    streamer.run(np.concatenate([x] * 2))  # 1,400 frames: the next length
+    assert streamer._recur.experimental_get_tracing_count() == 2
 
 
 @pytest.mark.parametrize("per_instrument", [False, True])
