@@ -162,7 +162,8 @@ ENCODER_DTYPES = ("float32", "bfloat16")
 # The recurrence is compiled (XLA) once per padded chunk length, ~1.3 s each for the drum
 # network on this CPU while a 4,096-frame chunk then runs in ~30 ms: a last chunk is padded to
 # SHORTEST_CHUNK x 4^k frames (at most `chunk_frames`), so a stream needs few lengths, and the
-# constructor's check compiles the shortest, which every file under 10 s then reuses.
+# constructor's check compiles the length of a whole chunk, which every file over
+# SHORTEST_CHUNK frames (10 s of drums) reuses.
 SHORTEST_CHUNK = 1024
 
 # Time steps per iteration of `lstm_recurrence`'s loop. More steps make the loop faster and its
@@ -304,7 +305,7 @@ class CausalStreamer:
             raise ValueError(f"chunk_frames must be positive, got {chunk_frames}")
         if encoder_dtype not in ENCODER_DTYPES:
             raise ValueError(f"encoder_dtype must be one of {ENCODER_DTYPES}: {encoder_dtype!r}")
-        self.chunk_frames = self._longest_chunk = int(chunk_frames)
+        self.chunk_frames = int(chunk_frames)
         self.fused_lstm = bool(fused_lstm)
         model = inference_model(model)
         self._parts = [split_causal_network(network) for network in causal_networks(model)]
@@ -369,7 +370,9 @@ class CausalStreamer:
             return np.zeros((0, self._classes), np.float32)
         return self._chunk(stream, np.concatenate(pending))
 
-    def _chunk(self, stream: dict[str, Any], chunk: np.ndarray) -> np.ndarray:
+    def _chunk(
+        self, stream: dict[str, Any], chunk: np.ndarray, pad_to: int | None = None
+    ) -> np.ndarray:
         history = stream["history"]
         skip = 0 if history is None else len(history)
         encoder_input = chunk if history is None else np.concatenate([history, chunk])
@@ -377,7 +380,7 @@ class CausalStreamer:
         # The recurrence is compiled for a few lengths only: a whole chunk, or a last chunk
         # padded to SHORTEST_CHUNK x 4^k; padded steps are masked (the LSTM state skips them).
         n = len(chunk)
-        length = max(n, padded_length(n, self._longest_chunk))
+        length = pad_to or max(n, padded_length(n, self.chunk_frames))
         padding = [[0, 0], [0, length - n], [0, 0]]
         encoded = tuple(tf.pad(z[:, skip:], padding) for z in encoded)
         mask = tf.constant((np.arange(length) < n)[None])
@@ -392,20 +395,19 @@ class CausalStreamer:
         return np.concatenate([head, self.finish(stream)])
 
     def _check(self, model: keras.Model) -> None:
-        # Chunks a little longer than the context, each padded as a short file's would be:
-        # the check compiles the recurrence for the length short files use.
+        # Chunks a little longer than the context, each padded to a whole chunk: the check
+        # compiles the recurrence for the length of every file over SHORTEST_CHUNK frames.
         probe = np.random.default_rng(0).normal(size=(3 * self.context + 7, *self.feature_shape))
         probe = probe.astype(np.float32)
         expected = model(
             {"features": probe[None], "lengths": np.array([len(probe)], np.int32)}
         ).numpy()[0]
         self._classes = expected.shape[-1]
-        chunk_frames = self.chunk_frames
-        self.chunk_frames = self.context + 3
-        try:
-            streamed = self.run(probe)
-        finally:
-            self.chunk_frames = chunk_frames
+        stream, step = self.start(), self.context + 3
+        streamed = np.concatenate([
+            self._chunk(stream, probe[first : first + step], max(step, self.chunk_frames))
+            for first in range(0, len(probe), step)
+        ])  # fmt: skip
         if not np.allclose(streamed, expected, atol=1e-5):
             raise ValueError(
                 f"model {model.name}: chunked inference differs from one pass by "
