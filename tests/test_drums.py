@@ -280,10 +280,13 @@ def test_an_interrupted_run_resumes_from_its_backup(data, tmp_path):
         drums.train(dataclasses_replace(config, learning_rate=0.5), verbose=0)
 
 
-def test_a_stopped_run_rerun_with_fewer_epochs_ends_there(data, tmp_path):
+@pytest.mark.slow
+def test_a_stopped_run_ends_with_fewer_epochs_and_trains_on_with_more(data, tmp_path):
     config = tiny_config(data["dir"], tmp_path / "run", epochs=4, steps_per_epoch=2)
-    with pytest.raises(Interrupt):
-        drums.train(config, callbacks=[InterruptAt(2, 0)], verbose=0)
+    first = Record()
+    with pytest.raises(Interrupt):  # stopped in epoch 2: the last backup is epoch 1's
+        drums.train(config, callbacks=[first, InterruptAt(2, 0)], verbose=0)
+    # Rerun with the epochs it completed: it ends there, with its best checkpoint.
     record = Record()
     result = drums.train(
         dataclasses_replace(config, epochs=2), callbacks=[record], verbose=0, log=print
@@ -292,18 +295,11 @@ def test_a_stopped_run_rerun_with_fewer_epochs_ends_there(data, tmp_path):
     assert [int(row["epoch"]) for row in result.history] == [0, 1]
     assert (tmp_path / "run" / drums.MODEL_FILE).is_file()
     assert result.description["training"]["epochs"] == 2
-
-
-@pytest.mark.slow
-def test_a_finished_run_rerun_with_more_epochs_trains_on(data, tmp_path):
-    config = tiny_config(data["dir"], tmp_path / "run", epochs=2, steps_per_epoch=2)
-    first = Record()
-    drums.train(config, callbacks=[first], verbose=0, log=lambda message: None)
+    # The finished run, rerun with more epochs, trains on from its last backup, not from scratch.
     second = Record()
     result = drums.train(
         dataclasses_replace(config, epochs=3), callbacks=[second], verbose=0, log=print
     )
-    # From the end of the finished run (its last backup), not from scratch.
     assert second.epochs == [2]
     assert second.start_iterations == 4
     for restored, saved in zip(second.start_weights, first.epoch_end_weights[1], strict=True):
