@@ -12,6 +12,8 @@ file failed.
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
 import json
 import os
@@ -368,9 +370,24 @@ def _model_path(model_path, task: str | None = None):
     return model_path
 
 
+# Transcribers loaded in this process, by their files' identity: `loco demo` (and a Python
+# session calling the commands) loads one model for scoring and each plot, and every load
+# compiles its network again (~2.5 s for drums/6).
+_LOADED: collections.OrderedDict[tuple, typing.Any] = collections.OrderedDict()
+_LOADED_MAX = 4
+
+
+def _file_identity(path) -> tuple:
+    status = os.stat(path)
+    return os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns
+
+
 def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing.Any:
     """The model at `model_path`, or the shipped model of `task` (drums by default); a model
-    of another task than `task` is an error. `bfloat16` runs its convolutions in bfloat16."""
+    of another task than `task` is an error. `bfloat16` runs its convolutions in bfloat16.
+
+    A model loaded before in this process, with the same files (path, size, modification
+    time), is not loaded again: the result is a copy sharing its network."""
     from loco_tf.recipes import drums
 
     model_path = _model_path(model_path, task)
@@ -381,11 +398,19 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
             raise click.ClickException(
                 f"{model_path} is a {model_task} model; --task {task} needs a {task} model"
             )
-        return drums.DrumTranscriber.load(
-            model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
-        )
+        key = (*map(_file_identity, drums.model_files(model_path)), bfloat16)
+        if key not in _LOADED:
+            _LOADED[key] = drums.DrumTranscriber.load(
+                model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
+            )
+            while len(_LOADED) > _LOADED_MAX:
+                _LOADED.popitem(last=False)
+        _LOADED.move_to_end(key)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
+    transcriber = copy.copy(_LOADED[key])
+    transcriber.description = copy.deepcopy(transcriber.description)
+    return transcriber
 
 
 bfloat16_option = click.option(

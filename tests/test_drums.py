@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -615,6 +616,23 @@ def test_a_model_of_another_task_is_refused_before_it_loads(model_dir, data, tmp
     result = invoke(drums_cli.predict, wav, "--task", "piano", "--model", model_dir, "--out", out)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert f"{model_dir} is a drums model; --task piano needs a piano model" in result.output
+
+
+def test_a_model_loaded_again_shares_its_network_until_its_files_change(model_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    first, second = drums_cli._load(folder), drums_cli._load(folder)
+    assert second.model is first.model and second.streamer is first.streamer  # not reloaded
+    first.description["decoding"] = "changed"  # each load has its own description
+    assert second.description["decoding"] != "changed"
+    assert drums_cli._load(folder, bfloat16=True).model is not first.model
+    # Rewritten (a re-tuned decoding): loaded afresh, with the new decoding.
+    description = json.loads((folder / drums.MODEL_JSON).read_text())
+    description["decoding"]["KD"]["threshold"] = 0.123
+    (folder / drums.MODEL_JSON).write_text(json.dumps(description))
+    third = drums_cli._load(folder)
+    assert third.model is not first.model and third.decoding[0].threshold == 0.123
+    assert first.decoding[0].threshold != 0.123
 
 
 def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
