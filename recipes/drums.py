@@ -1950,9 +1950,8 @@ def plot_transcription(
 
 
 def _test_evaluations(
-    model_dir: PathLike, data: PathLike, decoding_offsets: bool = True
+    transcriber: DrumTranscriber, data: PathLike, decoding_offsets: bool = True
 ) -> dict[str, Evaluation]:
-    transcriber = DrumTranscriber.load(model_dir)
     return {
         name: evaluate_set(transcriber, read_manifest(path), decoding_offsets)
         for name, path in evaluation_sets(data)
@@ -1971,7 +1970,8 @@ def compare_supervision(
         )
         log(f"=== {supervision} supervision -> {config.out}")
         result = train(config, log=log, **train_kwargs)
-        for name, evaluation in _test_evaluations(config.out, base.data).items():
+        transcriber = DrumTranscriber.load(config.out)
+        for name, evaluation in _test_evaluations(transcriber, base.data).items():
             rows.append((supervision, name, result, evaluation))
     return _experiment_table(rows, base.classes)
 
@@ -2002,8 +2002,9 @@ def run_length_ablation(
         )
         log(f"=== {arm}-length segments ({train_set}) -> {config.out}")
         result = train(config, log=log, **train_kwargs)
-        raw = _test_evaluations(config.out, base.data, decoding_offsets=False)
-        corrected = _test_evaluations(config.out, base.data)
+        transcriber = DrumTranscriber.load(config.out)  # loaded (and compiled) once per arm
+        raw = _test_evaluations(transcriber, base.data, decoding_offsets=False)
+        corrected = _test_evaluations(transcriber, base.data)
         for name in corrected:
             rows.append((arm, name, result, corrected[name], raw[name]))
     lines = [
