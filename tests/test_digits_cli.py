@@ -113,12 +113,25 @@ def test_drum_commands_keep_their_usage():
     assert all(task in result.output for task in ("digits", "drums", "piano"))
 
 
-def test_full_is_the_paper_network_unless_an_option_says_otherwise(data, tmp_path):
-    run = tmp_path / "full"
-    args = ["--data", data / "data", "--out", run, "--full", "--width", "0.0625", "--epochs", "1"]
-    result = invoke("train", "digits", *args, "--steps-per-epoch", "1", "--no-evaluate")
-    assert result.exit_code == 0, result.output
-    config = json.loads((run / "train-config.json").read_text())
-    assert config["batch_norm"] is False and config["patience"] == 6  # from --full
-    assert config["width"] == 0.0625 and config["epochs"] == 1  # given explicitly
-    assert config["lstm_units"] == 48 and config["dense_units"] == 24
+def test_full_is_the_paper_network_unless_an_option_says_otherwise(data, tmp_path, monkeypatch):
+    """The options `loco train digits --full` hands to training (training itself is
+    `test_train_evaluate_plot_end_to_end`'s)."""
+    from loco_tf.recipes import digits
+
+    given = []
+
+    def record(config, **kwargs):
+        given.append(config)
+        raise ValueError("recorded")
+
+    monkeypatch.setattr(digits, "train", record)
+    args = ["--data", data / "data", "--out", tmp_path / "full", "--full", "--width", "0.0625"]
+    result = invoke("train", "digits", *args, "--epochs", "1")
+    assert result.exit_code == 1 and "recorded" in result.output
+    (config,) = given
+    assert config.batch_norm is False and config.patience == 6  # from --full
+    assert config.width == 0.0625 and config.epochs == 1  # given explicitly
+    assert config.lstm_units == 48 and config.dense_units == 24
+    defaults = digits.DigitTrainConfig()
+    changed = {k for k, v in digits.FULL.items() if getattr(defaults, k) != v} - {"width", "epochs"}
+    assert changed and all(getattr(config, k) == digits.FULL[k] for k in changed)
