@@ -380,7 +380,7 @@ class CausalStreamer:
         # The recurrence is compiled for a few lengths only: a whole chunk, or a last chunk
         # padded to SHORTEST_CHUNK x 4^k; padded steps are masked (the LSTM state skips them).
         n = len(chunk)
-        length = pad_to or max(n, padded_length(n, self.chunk_frames))
+        length = pad_to or padded_length(n, self.chunk_frames)  # n <= chunk_frames here
         padding = [[0, 0], [0, length - n], [0, 0]]
         encoded = tuple(tf.pad(z[:, skip:], padding) for z in encoded)
         mask = tf.constant((np.arange(length) < n)[None])

@@ -386,8 +386,8 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
     """The model at `model_path`, or the shipped model of `task` (drums by default); a model
     of another task than `task` is an error. `bfloat16` runs its convolutions in bfloat16.
 
-    A model loaded before in this process, with the same files (path, size, modification
-    time), is not loaded again: the result is a copy sharing its network."""
+    A model loaded before in this process, with the same files (path, inode, size,
+    modification time), is not loaded again: the result is a copy sharing its network."""
     from loco_tf.recipes import drums
 
     model_path = _model_path(model_path, task)
