@@ -11,17 +11,20 @@ An instrument keeps everything its source kit plays it with (`hydrogen.instrumen
 kit's own note, its `GM_LAYOUTS` entry or a class stand-in): its components, velocity layers,
 gains, pitch and volume, so `hydrogen.render_midi` plays it in the mixed kit exactly as in its
 own. Kits keep their own levels: nothing is normalised across sources (training's gain and EQ
-augmentation varies the balance further). Every instrument is written once per note, with the
-note as ``<midiOutNote>``; the hi-hats keep their kit's mute group (as group 0), the rest's kit
-its groups (shifted past it). (One difference remains: an instrument a kit plays on two of its
-own notes becomes two instruments, which cut each other's voices if they are in a mute group.)
-The samples are symbolic links to the source kits' files (a mix costs no disk), in the folder
-``samples``.
+augmentation varies the balance further). Optionally (``pitch_semitones``, ``gain_db``) each
+role of a mix is also tuned and levelled anew: one pitch shift and one gain, drawn per role and
+mix, added to every layer's ``<pitch>`` and multiplied into every instrument's ``<gain>`` of
+that role, so one kit's hi-hat gives several hi-hats, and the classes' balance varies between
+mixes. Every instrument is written once per note, with the note as ``<midiOutNote>``; the
+hi-hats keep their kit's mute group (as group 0), the rest's kit its groups (shifted past it).
+(One difference remains: an instrument a kit plays on two of its own notes becomes two
+instruments, which cut each other's voices if they are in a mute group.) The samples are
+symbolic links to the source kits' files (a mix costs no disk), in the folder ``samples``.
 
-Mixes are a pure function of (kits, seed, index): a rerun keeps the mixes it finds; a folder
-holding another mix is an error. Each mix is written to a temporary folder and renamed into
-place. Pass the folders as kits (``loco prepare drums --train-kits DIR/mix-00,...``); never mix
-a kit you test on.
+Mixes are a pure function of (kits, seed, index, pitch_semitones, gain_db): a rerun keeps the
+mixes it finds; a folder holding another mix is an error. Each mix is written to a temporary
+folder and renamed into place. Pass the folders as kits (``loco prepare drums --train-kits
+DIR/mix-00,...``); never mix a kit you test on.
 """
 
 from __future__ import annotations
@@ -58,6 +61,23 @@ def draw_mix(kits: Sequence[str], seed: int, index: int) -> dict[str, str]:
     return {role: kits[order[i % len(kits)]] for i, role in enumerate(ROLES)}
 
 
+def draw_variation(
+    seed: int, index: int, pitch_semitones: float, gain_db: float
+) -> dict[str, tuple[float, float]]:
+    """Role -> (pitch shift in semitones, gain in dB) of mix ``index``: each uniform in
+    [-pitch_semitones, pitch_semitones] and [-gain_db, gain_db], rounded to 0.01; (0, 0) when
+    both bounds are 0. Drawn apart from `draw_mix`, so the kits a mix takes do not depend on
+    them."""
+    draws = np.random.default_rng([seed, index, 1]).uniform(-1.0, 1.0, size=(len(ROLES), 2))
+    return {
+        role: (
+            round(float(pitch) * pitch_semitones, 2) + 0.0,
+            round(float(gain) * gain_db, 2) + 0.0,
+        )
+        for role, (pitch, gain) in zip(ROLES, draws, strict=True)
+    }
+
+
 def mix_notes(sources: dict[str, Drumkit]) -> dict[int, tuple[str, Instrument]]:
     """MIDI note -> (role, the instrument its source kit plays for it)."""
     notes: dict[int, tuple[str, Instrument]] = {}
@@ -85,9 +105,15 @@ def sample_name(role: str, kit: Drumkit, path: str) -> str:
 
 
 def mix_xml(
-    name: str, sources: dict[str, Drumkit], notes: dict[int, tuple[str, Instrument]]
+    name: str,
+    sources: dict[str, Drumkit],
+    notes: dict[int, tuple[str, Instrument]],
+    variation: dict[str, tuple[float, float]] | None = None,
 ) -> str:
-    """The ``drumkit.xml`` of a mix of ``sources`` (role -> kit) playing ``notes``."""
+    """The ``drumkit.xml`` of a mix of ``sources`` (role -> kit) playing ``notes``, each role's
+    layers shifted and instruments levelled by ``variation`` (role -> (semitones, dB);
+    `draw_variation`), if given."""
+    variation = variation or {}
     groups: dict[tuple[str, int], int] = {}  # (role, source mute group) -> the mix's
     for role in ("HH", "rest"):  # the hi-hats' group first: 0
         for _, (source_role, instrument) in notes.items():
@@ -97,6 +123,8 @@ def mix_xml(
     for note, (role, instrument) in notes.items():
         kit = sources[role]
         group = groups.get((role, instrument.mute_group), -1)
+        shift, level = variation.get(role, (0.0, 0.0))
+        gain = instrument.gain * 10.0 ** (level / 20.0) if level else instrument.gain
         components = "".join(
             "   <instrumentComponent>\n"
             "    <component_id>0</component_id>\n"
@@ -107,7 +135,7 @@ def mix_xml(
                 f"     <min>{layer.min_velocity!r}</min>\n"
                 f"     <max>{layer.max_velocity!r}</max>\n"
                 f"     <gain>{layer.gain!r}</gain>\n"
-                f"     <pitch>{layer.pitch!r}</pitch>\n"
+                f"     <pitch>{layer.pitch + shift if shift else layer.pitch!r}</pitch>\n"
                 "    </layer>\n"
                 for layer in component.layers
             )
@@ -119,11 +147,19 @@ def mix_xml(
             f"   <id>{len(instruments)}</id>\n"
             f"   <name>{escape(f'{instrument.name} ({kit.name})')}</name>\n"
             f"   <volume>{instrument.volume!r}</volume>\n"
-            f"   <gain>{instrument.gain!r}</gain>\n"
+            f"   <gain>{gain!r}</gain>\n"
             f"   <muteGroup>{group}</muteGroup>\n"
             f"   <midiOutNote>{note}</midiOutNote>\n" + components + "  </instrument>\n"
         )
-    info = "; ".join(f"{role}: {sources[role].name}" for role in ROLES)
+    info = "; ".join(
+        f"{role}: {sources[role].name}"
+        + (
+            " ({:+g} semitones, {:+g} dB)".format(*variation[role])
+            if any(variation.get(role, ()))
+            else ""
+        )
+        for role in ROLES
+    )
     return (
         "<?xml version='1.0' encoding='UTF-8'?>\n"
         "<drumkit_info>\n"
@@ -138,14 +174,24 @@ def mix_xml(
     )
 
 
-def write_mixes(out: str, kits: Sequence[str], count: int, *, seed: int = 0) -> list[str]:
+def write_mixes(
+    out: str,
+    kits: Sequence[str],
+    count: int,
+    *,
+    seed: int = 0,
+    pitch_semitones: float = 0.0,
+    gain_db: float = 0.0,
+) -> list[str]:
     """Writes mixes ``out/mix-00`` ... (``count`` of them) of ``kits`` and returns their folders.
 
     Args:
         out: the folder for the mixes.
         kits: Hydrogen kits (``hydrogen:NAME`` or drumkit folders), at least three.
         count: how many mixes.
-        seed: seed of the draws (`draw_mix`).
+        seed: seed of the draws (`draw_mix`, `draw_variation`).
+        pitch_semitones: each role's pitch shift is drawn in [-pitch_semitones, pitch_semitones].
+        gain_db: each role's gain is drawn in [-gain_db, gain_db] dB.
 
     Raises:
         ValueError: fewer than three kits, a kit that is not a Hydrogen drumkit, or one
@@ -155,6 +201,10 @@ def write_mixes(out: str, kits: Sequence[str], count: int, *, seed: int = 0) -> 
     """
     from loco_tf.pipelines.render import kit_source
 
+    if not (pitch_semitones >= 0 and gain_db >= 0):  # also refuses NaN
+        raise ValueError(
+            f"pitch_semitones and gain_db are bounds, >= 0; got {pitch_semitones}, {gain_db}"
+        )
     folders = {}
     for kit in dict.fromkeys(kits):
         source = kit_source(kit)
@@ -171,6 +221,9 @@ def write_mixes(out: str, kits: Sequence[str], count: int, *, seed: int = 0) -> 
         roles = draw_mix(list(folders), seed, index)
         sources = {role: load_drumkit(folders[kit]) for role, kit in roles.items()}
         notes = mix_notes(sources)
+        variation = None
+        if pitch_semitones or gain_db:
+            variation = draw_variation(seed, index, pitch_semitones, gain_db)
         samples = {
             sample_name(role, sources[role], layer.path): layer.path
             for role, instrument in notes.values()
@@ -180,10 +233,15 @@ def write_mixes(out: str, kits: Sequence[str], count: int, *, seed: int = 0) -> 
         folder = os.path.join(out, name)
         write_drumkit(
             folder,
-            mix_xml(name, sources, notes),
+            mix_xml(name, sources, notes, variation),
             samples,
             link=True,
-            drawn_by=f"--seed {seed} draws from {','.join(folders)}",
+            drawn_by=f"--seed {seed} draws from {','.join(folders)}"
+            + (
+                f" (--pitch-semitones {pitch_semitones:g} --gain-db {gain_db:g})"
+                if variation
+                else ""
+            ),
         )
         written.append(folder)
     return written

@@ -637,7 +637,23 @@ def kits(out, count, seed, packs):
     "comma-separated. Never a kit you test on.",
 )
 @_kit_folder_options("mixes", "mix")
-def mix_kits(kit_list, out, count, seed):
+@click.option(
+    "--pitch-semitones",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Also shift each role's samples (kick, snare, hi-hats, the rest) of a mix by a pitch "
+    "drawn in [-this, this] semitones: new timbres from the same recordings.",
+)
+@click.option(
+    "--gain-db",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="Also scale each role's instruments of a mix by a gain drawn in [-this, this] dB: "
+    "the classes' balance varies between mixes.",
+)
+def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db):
     """Drum kits whose kick, snare and hi-hats come from three different Hydrogen kits.
 
     Each mix takes notes 35-36 (kick), 37-40 (snare, side stick) and 42-46 (hi-hats) from
@@ -651,7 +667,9 @@ def mix_kits(kit_list, out, count, seed):
     from loco_tf.pipelines.kitmix import write_mixes
 
     try:
-        folders = write_mixes(out, kit_list, count, seed=seed)
+        folders = write_mixes(
+            out, kit_list, count, seed=seed, pitch_semitones=pitch_semitones, gain_db=gain_db
+        )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise click.ClickException(str(error)) from None
     except OSError as error:
