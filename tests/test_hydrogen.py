@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 
 import numpy as np
 import pretty_midi
@@ -613,6 +614,78 @@ def test_a_mix_plays_each_class_as_its_own_kit_and_the_other_notes_as_a_fourth(t
     assert hydrogen.instrument_for(kit, 44) is kit.notes[42]
     assert {kit.notes[n].mute_group for n in (42, 46)} == {0}
     assert kit.notes[36].name == f"kick ({os.path.basename(drawn[0]['KD'])})"
+
+
+def test_a_mix_can_shift_and_level_each_role(tmp_path):
+    kits = [mix_source(tmp_path / f"kit{i}", i) for i in range(4)]
+    plain = kitmix.write_mixes(str(tmp_path / "plain"), kits, 2, seed=3)
+    varied = kitmix.write_mixes(
+        str(tmp_path / "varied"), kits, 2, seed=3, pitch_semitones=3, gain_db=6
+    )
+    levelled = kitmix.write_mixes(str(tmp_path / "levelled"), kits, 2, seed=3, gain_db=6)
+    drawn = []
+    for index, (folder, other) in enumerate(zip(plain, varied, strict=True)):
+        roles = kitmix.draw_mix(kits, 3, index)
+        a, b = hydrogen.load_drumkit(folder), hydrogen.load_drumkit(other)
+        assert sorted(a.notes) == sorted(b.notes)
+        found = {}
+        for role, notes in MIX_ROLE_NOTES.items():
+            for note in notes:
+                if note not in a.notes:
+                    continue
+                x, y = a.notes[note], b.notes[note]
+                assert (x.name, x.volume, x.mute_group) == (y.name, y.volume, y.mute_group)
+                shifts = {
+                    round(v.pitch - u.pitch, 9)
+                    for c, d in zip(x.components, y.components, strict=True)
+                    for u, v in zip(c.layers, d.layers, strict=True)
+                }
+                found.setdefault(role, set()).add(
+                    (*shifts, round(20 * np.log10(y.gain / x.gain), 6))
+                )
+            assert len(found[role]) == 1  # one shift and one gain per role
+        variation = {role: next(iter(values)) for role, values in found.items()}
+        assert all(abs(p) <= 3 and abs(g) <= 6 for p, g in variation.values())
+        assert len(set(variation.values())) == 4
+        drawn.append(variation)
+        # A role's notes play as its source kit does with its layers' pitches shifted.
+        shift = variation["KD"][0]
+        source = tmp_path / f"shifted{index}"
+        shutil.copytree(roles["KD"], source)
+        xml = (source / "drumkit.xml").read_text()
+        (source / "drumkit.xml").write_text(
+            xml.replace("<pitch>0.0</pitch>", f"<pitch>{shift!r}</pitch>")
+        )
+        midi = drum_midi((36, 0.05, 40), (36, 0.3, 120))
+        np.testing.assert_allclose(  # the same up to float32 rounding of the gain
+            hydrogen.render_midi(midi, other, SR),
+            hydrogen.render_midi(midi, str(source), SR),
+            atol=1e-6,
+        )
+        # Levels alone: a hi-hat against a kick, 0.4 s apart, moves by the two roles' gains.
+        gains = {role: g for role, (_, g) in kitmix.draw_variation(3, index, 0, 6).items()}
+        midi = drum_midi((36, 0.1, 100), (42, 0.5, 100))
+        ratios = []
+        for kit in (folder, levelled[index]):
+            audio = hydrogen.render_midi(midi, kit, SR)
+            ratios.append(
+                np.abs(audio[SR // 2 - 100 :]).max() / np.abs(audio[: SR // 2 - 100]).max()
+            )
+        assert ratios[1] / ratios[0] == pytest.approx(
+            10 ** ((gains["HH"] - gains["KD"]) / 20), rel=1e-5
+        )
+    assert drawn[0] != drawn[1]
+    assert kitmix.draw_variation(3, 0, 0, 0) == dict.fromkeys(kitmix.ROLES, (0.0, 0.0))
+    with pytest.raises(ValueError, match="bounds, >= 0"):
+        kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, gain_db=-1.0)
+    result = CliRunner().invoke(
+        prepare,
+        ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "varied"),
+         "--count", "2", "--seed", "3", "--pitch-semitones", "2", "--gain-db", "6"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "holds another kit than --seed 3 draws from" in result.output
+    assert "(--pitch-semitones 2 --gain-db 6)" in result.output
 
 
 def test_mix_kits_reruns_keep_the_mixes_and_bad_kits_are_errors(tmp_path):
