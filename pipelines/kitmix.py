@@ -30,6 +30,7 @@ DIR/mix-00,...``); never mix a kit you test on.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
@@ -48,7 +49,7 @@ from loco_tf.pipelines.readers import GM_DRUM_TO_CLASS
 ROLES = ("KD", "SD", "HH", "rest")
 """What a mix takes from each of its source kits: a label class's notes, or all other notes."""
 
-MIX_PREFIX = "mix-"
+MIX_PREFIX = "mix"
 SAMPLES = "samples"
 
 
@@ -182,6 +183,7 @@ def write_mixes(
     seed: int = 0,
     pitch_semitones: float = 0.0,
     gain_db: float = 0.0,
+    prefix: str = MIX_PREFIX,
 ) -> list[str]:
     """Writes mixes ``out/mix-00`` ... (``count`` of them) of ``kits`` and returns their folders.
 
@@ -192,6 +194,9 @@ def write_mixes(
         seed: seed of the draws (`draw_mix`, `draw_variation`).
         pitch_semitones: each role's pitch shift is drawn in [-pitch_semitones, pitch_semitones].
         gain_db: each role's gain is drawn in [-gain_db, gain_db] dB.
+        prefix: the mixes' folder names are ``PREFIX-00``, ...; a kit's folder name is its name
+            in prepared data (`prepare.kit_name`), so two sets of mixes trained together need
+            two prefixes.
 
     Raises:
         ValueError: fewer than three kits, a kit that is not a Hydrogen drumkit, or one
@@ -201,6 +206,8 @@ def write_mixes(
     """
     from loco_tf.pipelines.render import kit_source
 
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", prefix):
+        raise ValueError(f"prefix {prefix!r}: use letters, digits, '.', '_' and '-'")
     if not (pitch_semitones >= 0 and gain_db >= 0):  # also refuses NaN
         raise ValueError(
             f"pitch_semitones and gain_db are bounds, >= 0; got {pitch_semitones}, {gain_db}"
@@ -217,7 +224,7 @@ def write_mixes(
     os.makedirs(out, exist_ok=True)
     written = []
     for index in range(count):
-        name = f"{MIX_PREFIX}{index:02d}"
+        name = f"{prefix}-{index:02d}"
         roles = draw_mix(list(folders), seed, index)
         sources = {role: load_drumkit(folders[kit]) for role, kit in roles.items()}
         notes = mix_notes(sources)

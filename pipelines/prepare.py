@@ -890,12 +890,21 @@ def _subset(by_split: Mapping[str, list[Any]], max_files: int | None, key) -> di
 def _latencies(
     kits: Sequence[str], train_kits: Sequence[str] | None, kinds: Sequence[str], sample_rate: int
 ) -> dict[str, dict[str, float]]:
-    """Render latency per kit (of `kits` and `train_kits`) and kind; a missing kit raises."""
+    """Render latency per kit (of `kits` and `train_kits`) and kind; a missing kit, or two kits
+    of one `kit_name` (their renders would share a cache folder), raises."""
+    from loco_tf.pipelines.hydrogen import KitError
     from loco_tf.pipelines.render import kit_source, render_latency
 
     latency = {}
+    named: dict[str, str] = {}
     for kit in dict.fromkeys([*kits, *(train_kits or ())]):
         kit_source(kit)
+        other = named.setdefault(kit_name(kit), kit)
+        if other != kit:
+            raise KitError(
+                f"kits {other} and {kit} are both named {kit_name(kit)} (the name of their "
+                "renders' folder and test set): rename one kit's folder"
+            )
         latency[kit] = {kind: render_latency(kit, kind, sample_rate) for kind in kinds}
     return latency
 

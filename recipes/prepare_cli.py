@@ -653,7 +653,14 @@ def kits(out, count, seed, packs):
     help="Also scale each role's instruments of a mix by a gain drawn in [-this, this] dB: "
     "the classes' balance varies between mixes.",
 )
-def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db):
+@click.option(
+    "--prefix",
+    default="mix",
+    show_default=True,
+    help="The mixes' folder names: PREFIX-00, PREFIX-01, ... A kit's folder name is its name "
+    "in prepared data, so two sets of mixes trained together need two prefixes.",
+)
+def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db, prefix):
     """Drum kits whose kick, snare and hi-hats come from three different Hydrogen kits.
 
     Each mix takes notes 35-36 (kick), 37-40 (snare, side stick) and 42-46 (hi-hats) from
@@ -668,7 +675,13 @@ def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db):
 
     try:
         folders = write_mixes(
-            out, kit_list, count, seed=seed, pitch_semitones=pitch_semitones, gain_db=gain_db
+            out,
+            kit_list,
+            count,
+            seed=seed,
+            pitch_semitones=pitch_semitones,
+            gain_db=gain_db,
+            prefix=prefix,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         raise click.ClickException(str(error)) from None

@@ -620,8 +620,9 @@ def test_a_mix_can_shift_and_level_each_role(tmp_path):
     kits = [mix_source(tmp_path / f"kit{i}", i) for i in range(4)]
     plain = kitmix.write_mixes(str(tmp_path / "plain"), kits, 2, seed=3)
     varied = kitmix.write_mixes(
-        str(tmp_path / "varied"), kits, 2, seed=3, pitch_semitones=3, gain_db=6
+        str(tmp_path / "varied"), kits, 2, seed=3, pitch_semitones=3, gain_db=6, prefix="vmix"
     )
+    assert [os.path.basename(f) for f in varied] == ["vmix-00", "vmix-01"]
     levelled = kitmix.write_mixes(str(tmp_path / "levelled"), kits, 2, seed=3, gain_db=6)
     drawn = []
     for index, (folder, other) in enumerate(zip(plain, varied, strict=True)):
@@ -678,14 +679,37 @@ def test_a_mix_can_shift_and_level_each_role(tmp_path):
     assert kitmix.draw_variation(3, 0, 0, 0) == dict.fromkeys(kitmix.ROLES, (0.0, 0.0))
     with pytest.raises(ValueError, match="bounds, >= 0"):
         kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, gain_db=-1.0)
+    with pytest.raises(ValueError, match="prefix 'a/b'"):
+        kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, prefix="a/b")
+    assert not (tmp_path / "bad").exists()
     result = CliRunner().invoke(
         prepare,
         ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "varied"),
-         "--count", "2", "--seed", "3", "--pitch-semitones", "2", "--gain-db", "6"],
+         "--count", "2", "--seed", "3", "--pitch-semitones", "2", "--gain-db", "6",
+         "--prefix", "vmix"],
     )  # fmt: skip
     assert result.exit_code == 1
     assert "holds another kit than --seed 3 draws from" in result.output
     assert "(--pitch-semitones 2 --gain-db 6)" in result.output
+
+
+def test_prepare_refuses_two_kits_of_one_name(tmp_path):
+    # Two mix sets' mix-00: their renders would share one cache folder and test-set name.
+    first, second = (
+        mix_source(tmp_path / "a" / "mix-00", 0),
+        mix_source(tmp_path / "b" / "mix-00", 1),
+    )
+    out = tmp_path / "data"
+    args = ["drums", "--data-dir", "none", "--procedural", "3", "--kits", first,
+            "--train-kits", f"{first},{second}", "--no-progress", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(prepare, args)
+    assert (
+        result.exit_code == 1
+        and result.exception is None
+        or isinstance(result.exception, SystemExit)
+    )
+    assert f"kits {first} and {second} are both named h2-mix-00" in result.output
+    assert not out.exists()
 
 
 def test_mix_kits_reruns_keep_the_mixes_and_bad_kits_are_errors(tmp_path):
