@@ -72,10 +72,25 @@ def split_cpu(devices: int) -> None:
         ) from error
 
 
+_MADE: dict[str, tf.distribute.Strategy] = {}
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The strategy called `name` (one of `STRATEGIES`)."""
+    """The strategy called `name` (one of `STRATEGIES`).
+
+    A process gets one strategy per name: a second call (a second training in one Python session)
+    returns the first call's strategy. TensorFlow configures a multi-worker strategy's collective
+    ops once per process; making another one reconfigures them ("Enabling collective ops after
+    program startup may cause error when accessing previously created tensors").
+    """
     if name == "default":
         return tf.distribute.get_strategy()
+    if name not in _MADE:
+        _MADE[name] = _make(name)
+    return _MADE[name]
+
+
+def _make(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         # NCCL all-reduce is for GPUs; CPU replicas reduce on one device.

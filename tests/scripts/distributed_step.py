@@ -1,13 +1,10 @@
 """One training step of a small drum network on a fixed global batch, under a strategy.
 
-    python distributed_step.py STRATEGY OUT.npz [CPU_DEVICES]
-
-Writes the loss Keras reports and the weights after the step, so a test can compare one device
-(`one_step` in the test's own process) with two replicas (mirrored) or two worker processes
-(multiworker, TF_CONFIG set by the test).
+`one_step` gives the loss Keras reports and the weights before and after the step, so a test can
+compare one device (in the test's own process) with two replicas (mirrored) or two worker
+processes (multiworker, TF_CONFIG set by the test): `distributed_train.py STEP.npz` runs it
+under those.
 """
-
-import sys
 
 import numpy as np
 
@@ -47,15 +44,3 @@ def one_step(strategy) -> dict[str, np.ndarray]:
         **{f"w{i}": w for i, w in enumerate(model.get_weights())},
         **{f"initial{i}": w for i, w in enumerate(initial)},
     }
-
-
-if __name__ == "__main__":
-    strategy_name, out = sys.argv[1], sys.argv[2]
-    if len(sys.argv) > 3:
-        distribute.split_cpu(int(sys.argv[3]))
-    strategy = distribute.make_strategy(strategy_name)  # first, before any other TF work
-    import keras
-
-    keras.config.disable_traceback_filtering()
-    np.savez(out, **one_step(strategy))
-    print("done", strategy.num_replicas_in_sync, flush=True)

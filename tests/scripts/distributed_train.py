@@ -1,10 +1,12 @@
 """Runs the drum recipe's `train` under a strategy, optionally interrupted mid-epoch.
 
-    python distributed_train.py STRATEGY DATA OUT CPU_DEVICES INTERRUPT_EPOCH
+    python distributed_train.py STRATEGY DATA OUT CPU_DEVICES INTERRUPT_EPOCH [STEP.npz]
 
 INTERRUPT_EPOCH >= 0 raises in batch 1 of that epoch (exit status 3), as a killed job would
 stop; -1 trains to the end. Prints the epochs this run went through and whether it wrote the
-model, for the test to read.
+model, for the test to read. With STEP.npz, first takes `distributed_step.one_step` under the
+strategy and writes it there (the same processes serve both checks: each costs a TensorFlow
+start).
 """
 
 import sys
@@ -12,8 +14,11 @@ import sys
 from loco_tf import distribute
 
 strategy_name, data, out, cpu_devices, interrupt = sys.argv[1:6]
+step_out = sys.argv[6] if len(sys.argv) > 6 else None
 if int(cpu_devices):
     distribute.split_cpu(int(cpu_devices))
+# Made first, before any other TF work; `drums.train` gets this one again (`make_strategy`).
+strategy = distribute.make_strategy(strategy_name)
 
 import keras  # noqa: E402
 
@@ -37,6 +42,12 @@ class Watch(keras.callbacks.Callback):
         if self.epoch == self.interrupt_epoch and batch == 1:
             raise Stop
 
+
+if step_out:
+    import numpy as np
+    from distributed_step import one_step
+
+    np.savez(step_out, **one_step(strategy))
 
 config = drums.DrumTrainConfig(
     data=data, out=out, filters=(4, 4), lstm_units=8, dense_units=8, batch_size=4, epochs=3,
