@@ -1,12 +1,16 @@
 """The §8.2 VGG-13 + LSTM digit network: architecture, time = Hilbert window, saving, fitting."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 import loco_tf
 from loco_tf.hilbert import positions
+from loco_tf.layers import BatchedTimeDistributed
 from loco_tf.models import VGG13_FILTERS, VGGLSTMConfig, build_vgg_lstm, vgg13_filters
+from loco_tf.models.vgg_lstm import build_vgg13_features
 
 TINY = VGGLSTMConfig(image_size=56, filters=vgg13_filters(1 / 16), lstm_units=8, dense_units=6)
 
@@ -36,6 +40,41 @@ def test_architecture_is_vgg13_on_windows_then_lstm_dense_sigmoid(batch_norm):
     assert model.get_layer("lstm").units == 48 and model.get_layer("dense").units == 24
     head = model.get_layer("event_probabilities")
     assert head.num_classes == 10 and head.sequence_length == 64
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_batched_time_distributed_equals_keras_time_distributed_and_traces_once(batch_norm):
+    """Against Keras's `TimeDistributed` with the same inner model: the same outputs (in
+    training too without batch normalisation, whose statistics are then over batch x time);
+    the inner model is called once per trace instead of once per time step."""
+    keras.utils.set_random_seed(1)
+    config = dataclasses.replace(TINY, batch_norm=batch_norm)
+    inner = build_vgg13_features(config)
+    calls = []
+    original = inner.call
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    inner.call = counted
+    inputs = keras.Input((5, 32, 32, 1))
+    reference = keras.Model(inputs, keras.layers.TimeDistributed(inner)(inputs))
+    batched = keras.Model(inputs, BatchedTimeDistributed(inner)(inputs))
+    x = np.random.default_rng(2).normal(size=(3, 5, 32, 32, 1)).astype(np.float32)
+    for training in (False, True):
+        calls.clear()
+        got = batched(x, training=training).numpy()
+        assert len(calls) == 1
+        calls.clear()
+        expected = reference(x, training=training).numpy()
+        assert len(calls) == 5
+        if training and batch_norm:
+            assert np.abs(got - expected).max() > 1e-3  # statistics over 15 windows, not 3
+        else:
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="does not take a mask"):
+        BatchedTimeDistributed(inner)(x, mask=np.ones((3, 5), bool))
 
 
 def test_time_step_t_sees_window_t_only_after_it():

@@ -7,7 +7,7 @@ import dataclasses
 import keras
 
 from loco_tf.hilbert import HilbertScan, grid_order
-from loco_tf.layers import EventProbabilities
+from loco_tf.layers import BatchedTimeDistributed, EventProbabilities
 
 VGG13_FILTERS = (64, 64, 128, 128, 256, 256, 512, 512, 512, 512)
 """Filters of VGG-13's ten 3x3 convolutions, two per block (Simonyan and Zisserman, 2014)."""
@@ -97,7 +97,9 @@ def build_vgg_lstm(config: VGGLSTMConfig = VGGLSTMConfig(), name: str = "vgg_lst
 
     Time step t is the window at `loco_tf.hilbert.window_centres(image_size, window, stride)[t]`.
     The sub-model `vgg13` (`model.get_layer("time_distributed").layer`) gives the
-    representation of a single sub-image.
+    representation of a single sub-image; it runs once on all T windows of the batch
+    (`BatchedTimeDistributed`; models saved before it, with Keras's `TimeDistributed`, load as
+    they were).
 
     Example:
         >>> model = build_vgg_lstm(VGGLSTMConfig(filters=vgg13_filters(1 / 8)))
@@ -107,7 +109,7 @@ def build_vgg_lstm(config: VGGLSTMConfig = VGGLSTMConfig(), name: str = "vgg_lst
     images = keras.Input((config.image_size, config.image_size, config.channels), name="image")
     x = keras.layers.Rescaling(config.input_scale, name="rescale")(images)
     x = HilbertScan(config.image_size, config.window, config.stride, name="hilbert_scan")(x)
-    x = keras.layers.TimeDistributed(build_vgg13_features(config), name="time_distributed")(x)
+    x = BatchedTimeDistributed(build_vgg13_features(config), name="time_distributed")(x)
     x = keras.layers.LSTM(config.lstm_units, return_sequences=True, name="lstm")(x)
     x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
     probabilities = EventProbabilities(
