@@ -1003,6 +1003,9 @@ class TrainResult:
             multi-worker task that is not the chief, which only trains).
         tunings: per class, the tuned decoding and its validation F1.
         history: per epoch, the logged losses and metrics.
+        transcriber: the trained network with its tuned decoding and description, as
+            `DrumTranscriber.load(out)` would give it (already compiled); None where
+            `validation` is.
     """
 
     out: Path
@@ -1010,6 +1013,7 @@ class TrainResult:
     validation: Evaluation | None
     tunings: list[Tuning]
     history: list[dict[str, float]]
+    transcriber: DrumTranscriber | None = None
 
 
 def _start_from(model: keras.Model, config: DrumTrainConfig, feature_config) -> None:
@@ -1283,7 +1287,7 @@ def train(
     log("Tuning the decoding on the validation files ...")
     files = manifest_files(validation_manifest, config.classes)
     neutral = [DecodingParameters()] * len(config.classes)
-    transcriber = DrumTranscriber(model, feature_config, config.classes, neutral)
+    transcriber = DrumTranscriber(model, feature_config, config.classes, neutral, task=config.task)
     probabilities = [transcriber.probabilities(file.features) for file in files]
     references = [file.references for file in files]
     groups = decoding_groups(len(config.classes), config.decoding_band_size)
@@ -1320,7 +1324,8 @@ def train(
     model.save(out / MODEL_FILE)
     with open(out / MODEL_JSON, "w", encoding="utf-8") as file:
         json.dump(description, file, indent=2)
-    return TrainResult(out, description, validation, tunings, history)
+    transcriber.description = json.loads(json.dumps(description))  # as `load` reads it
+    return TrainResult(out, description, validation, tunings, history, transcriber)
 
 
 def _decoding_description(classes: Sequence, tunings: Sequence[Tuning]) -> dict[str, Any]:
@@ -1970,7 +1975,7 @@ def compare_supervision(
         )
         log(f"=== {supervision} supervision -> {config.out}")
         result = train(config, log=log, **train_kwargs)
-        transcriber = DrumTranscriber.load(config.out)
+        transcriber = result.transcriber or DrumTranscriber.load(config.out)
         for name, evaluation in _test_evaluations(transcriber, base.data).items():
             rows.append((supervision, name, result, evaluation))
     return _experiment_table(rows, base.classes)
@@ -2002,7 +2007,7 @@ def run_length_ablation(
         )
         log(f"=== {arm}-length segments ({train_set}) -> {config.out}")
         result = train(config, log=log, **train_kwargs)
-        transcriber = DrumTranscriber.load(config.out)  # loaded (and compiled) once per arm
+        transcriber = result.transcriber or DrumTranscriber.load(config.out)
         raw = _test_evaluations(transcriber, base.data, decoding_offsets=False)
         corrected = _test_evaluations(transcriber, base.data)
         for name in corrected:

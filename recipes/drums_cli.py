@@ -233,6 +233,7 @@ def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> No
     click.echo("")
     click.echo(result.validation.table(f"Validation ({config.validation_set}, whole files)"))
     if evaluate and drums.evaluation_sets(config.data):
+        _remember(result)
         _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
     elif evaluate:
         click.echo(f"\nNo drums-test-* sets in {config.data} to score the model on.")
@@ -291,6 +292,7 @@ def train_piano(ctx, full: bool, overwrite: bool, evaluate: bool, progress: str,
     click.echo(f"Validation ({config.validation_set}, whole files), onsets per band at 50 ms:")
     click.echo(band_table(result.validation))
     if evaluate and drums.evaluation_sets(config.data, prefix="piano-test-"):
+        _remember(result)
         _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
     elif evaluate:
         click.echo(f"\nNo piano-test-* sets in {config.data} to score the model on.")
@@ -380,6 +382,18 @@ _LOADED_MAX = 4
 def _file_identity(path) -> tuple:
     status = os.stat(path)
     return os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _remember(result) -> None:
+    """Keeps a run `drums.train` just finished as if `_load` had loaded it from its files, so
+    scoring it afterwards does not load and compile it again."""
+    from loco_tf.recipes import drums
+
+    if result.transcriber is not None:
+        key = (*map(_file_identity, drums.model_files(result.out)), False)
+        _LOADED[key] = result.transcriber
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
 
 
 def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing.Any:

@@ -146,6 +146,21 @@ def test_train_writes_the_model_and_its_description(model_dir, data):
     assert (model_dir / "best.keras").is_file()
     with open(model_dir / "evaluation.json") as file:
         assert f"drums-test-{KIT}" in json.load(file)[os.fspath(model_dir)]
+    # `loco train` scored the run with the network it trained (`TrainResult.transcriber`),
+    # kept for `_load`: it is what loading the files gives.
+    key = (*map(drums_cli._file_identity, drums.model_files(model_dir)), False)
+    kept, loaded = drums_cli._LOADED[key], drums.DrumTranscriber.load(model_dir)
+    assert kept.model is not loaded.model
+    assert (kept.decoding, kept.description, kept.task) == (
+        loaded.decoding,
+        loaded.description,
+        loaded.task,
+    )
+    features = read_manifest(data["dir"] / f"drums-test-{KIT}.manifest.json")
+    features = drums.manifest_files(features, DRUM_CLASSES)[0].features
+    np.testing.assert_allclose(
+        kept.probabilities(features), loaded.probabilities(features), atol=1e-6
+    )
     model = keras.saving.load_model(model_dir / drums.MODEL_FILE, compile=False)
     x = {"features": np.zeros((1, 20, 80, 2), np.float32), "lengths": np.array([20])}
     assert model(x).shape == (1, 20, 3)
