@@ -117,7 +117,7 @@ def test_a_strategy_steps_as_one_device_and_the_recipe_trains_backs_up_and_resum
     the loss and weights of one device; then the drum recipe trains, is stopped, and resumes."""
     script = SCRIPTS / "distributed_train.py"
     out = tmp_path / "run"
-    step = tmp_path / "step.npz"
+    step = tmp_path / "step"
 
     def launch(interrupt, *more):
         if strategy == "mirrored":
@@ -127,13 +127,18 @@ def test_a_strategy_steps_as_one_device_and_the_recipe_trains_backs_up_and_resum
     for code, stdout, err in launch(1, step):  # stopped in epoch 1, after the epoch-0 backup
         assert code == 3, err[-3000:]
         assert epochs_of(stdout) == [0, 1]
-    # Both workers write the same step file; the last one wins, and both hold the same values.
-    other = np.load(step)
-    assert int(other["replicas"]) == 2
-    # The global batch's loss, and the weights after one SGD step on it.
-    np.testing.assert_allclose(other["loss"], one_device_step["loss"], rtol=1e-6)
-    for key in (k for k in one_device_step if k.startswith("w")):
-        np.testing.assert_allclose(other[key], one_device_step[key], atol=1e-6)
+    # Each process (one mirrored, two workers): the global batch's loss, and the weights after
+    # one SGD step on it.
+    processes = 1 if strategy == "mirrored" else 2
+    assert sorted(p.name for p in tmp_path.glob("step-*.npz")) == [
+        f"step-{i}.npz" for i in range(processes)
+    ]
+    for i in range(processes):
+        other = np.load(tmp_path / f"step-{i}.npz")
+        assert int(other["replicas"]) == 2
+        np.testing.assert_allclose(other["loss"], one_device_step["loss"], rtol=1e-6)
+        for key in (k for k in one_device_step if k.startswith("w")):
+            np.testing.assert_allclose(other[key], one_device_step[key], atol=1e-6)
     assert (out / "backup").is_dir() and not (out / drums.MODEL_FILE).exists()
     results = launch(-1)
     for code, stdout, err in results:

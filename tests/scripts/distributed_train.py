@@ -1,12 +1,12 @@
 """Runs the drum recipe's `train` under a strategy, optionally interrupted mid-epoch.
 
-    python distributed_train.py STRATEGY DATA OUT CPU_DEVICES INTERRUPT_EPOCH [STEP.npz]
+    python distributed_train.py STRATEGY DATA OUT CPU_DEVICES INTERRUPT_EPOCH [STEP]
 
 INTERRUPT_EPOCH >= 0 raises in batch 1 of that epoch (exit status 3), as a killed job would
 stop; -1 trains to the end. Prints the epochs this run went through and whether it wrote the
-model, for the test to read. With STEP.npz, first takes `distributed_step.one_step` under the
-strategy and writes it there (the same processes serve both checks: each costs a TensorFlow
-start).
+model, for the test to read. With STEP, first takes `distributed_step.one_step` under the
+strategy and writes it to STEP-I.npz, I being the worker's index in TF_CONFIG (0 without it):
+the same processes serve both checks, as each costs a TensorFlow start.
 """
 
 import sys
@@ -44,10 +44,14 @@ class Watch(keras.callbacks.Callback):
 
 
 if step_out:
+    import json
+    import os
+
     import numpy as np
     from distributed_step import one_step
 
-    np.savez(step_out, **one_step(strategy))
+    worker = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", 0)
+    np.savez(f"{step_out}-{worker}.npz", **one_step(strategy))
 
 config = drums.DrumTrainConfig(
     data=data, out=out, filters=(4, 4), lstm_units=8, dense_units=8, batch_size=4, epochs=3,
