@@ -194,9 +194,13 @@ def _run_training(config: DrumTrainConfig, overwrite: bool, verbose: str):
     from loco_tf.recipes import drums
 
     try:
-        return drums.train(config, overwrite=overwrite, verbose=verbose, log=_log)
+        result = drums.train(config, overwrite=overwrite, verbose=verbose, log=_log)
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    if result.transcriber is not None:
+        # Scoring or plotting the run in this process uses the network it trained (`_load`).
+        _keep(_cache_key(result.out, bfloat16=False), result.transcriber)
+    return result
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -233,7 +237,6 @@ def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> No
     click.echo("")
     click.echo(result.validation.table(f"Validation ({config.validation_set}, whole files)"))
     if evaluate and drums.evaluation_sets(config.data):
-        _remember(result)
         _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
     elif evaluate:
         click.echo(f"\nNo drums-test-* sets in {config.data} to score the model on.")
@@ -292,7 +295,6 @@ def train_piano(ctx, full: bool, overwrite: bool, evaluate: bool, progress: str,
     click.echo(f"Validation ({config.validation_set}, whole files), onsets per band at 50 ms:")
     click.echo(band_table(result.validation))
     if evaluate and drums.evaluation_sets(config.data, prefix="piano-test-"):
-        _remember(result)
         _evaluate_sets([result.out], config.data, (), json_path=result.out / "evaluation.json")
     elif evaluate:
         click.echo(f"\nNo piano-test-* sets in {config.data} to score the model on.")
@@ -384,16 +386,19 @@ def _file_identity(path) -> tuple:
     return os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _remember(result) -> None:
-    """Keeps a run `drums.train` just finished as if `_load` had loaded it from its files, so
-    scoring it afterwards does not load and compile it again."""
+def _cache_key(model_path, bfloat16: bool) -> tuple:
     from loco_tf.recipes import drums
 
-    if result.transcriber is not None:
-        key = (*map(_file_identity, drums.model_files(result.out)), False)
-        _LOADED[key] = result.transcriber
-        while len(_LOADED) > _LOADED_MAX:
-            _LOADED.popitem(last=False)
+    return (*map(_file_identity, drums.model_files(model_path)), bfloat16)
+
+
+def _keep(key: tuple, transcriber) -> None:
+    """Keeps `transcriber` as the most recent of `_LOADED`, dropping the oldest beyond
+    `_LOADED_MAX`."""
+    _LOADED[key] = transcriber
+    _LOADED.move_to_end(key)
+    while len(_LOADED) > _LOADED_MAX:
+        _LOADED.popitem(last=False)
 
 
 def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing.Any:
@@ -412,17 +417,14 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
             raise click.ClickException(
                 f"{model_path} is a {model_task} model; --task {task} needs a {task} model"
             )
-        key = (*map(_file_identity, drums.model_files(model_path)), bfloat16)
-        if key not in _LOADED:
-            _LOADED[key] = drums.DrumTranscriber.load(
-                model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
-            )
-            while len(_LOADED) > _LOADED_MAX:
-                _LOADED.popitem(last=False)
-        _LOADED.move_to_end(key)
+        key = _cache_key(model_path, bfloat16)
+        loaded = _LOADED.get(key) or drums.DrumTranscriber.load(
+            model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
+        )
+        _keep(key, loaded)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
-    transcriber = copy.copy(_LOADED[key])
+    transcriber = copy.copy(loaded)
     transcriber.description = copy.deepcopy(transcriber.description)
     return transcriber
 

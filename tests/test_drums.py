@@ -148,7 +148,7 @@ def test_train_writes_the_model_and_its_description(model_dir, data):
         assert f"drums-test-{KIT}" in json.load(file)[os.fspath(model_dir)]
     # `loco train` scored the run with the network it trained (`TrainResult.transcriber`),
     # kept for `_load`: it is what loading the files gives.
-    key = (*map(drums_cli._file_identity, drums.model_files(model_dir)), False)
+    key = drums_cli._cache_key(model_dir, bfloat16=False)
     kept, loaded = drums_cli._LOADED[key], drums.DrumTranscriber.load(model_dir)
     assert kept.model is not loaded.model
     assert (kept.decoding, kept.description, kept.task) == (
