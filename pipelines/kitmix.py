@@ -14,14 +14,14 @@ own. Kits keep their own levels: nothing is normalised across sources (training'
 augmentation varies the balance further). Optionally (``pitch_semitones``, ``gain_db``) each
 role of a mix is also tuned and levelled anew: one pitch shift and one gain, drawn per role and
 mix, added to every layer's ``<pitch>`` and multiplied into every instrument's ``<gain>`` of
-that role, so one kit's hi-hat gives several hi-hats, and the classes' balance varies between
-mixes. Every instrument is written once per note, with the note as ``<midiOutNote>``; the
+that role (of the roles in ``vary``: all by default), so one kit's hi-hat gives several
+hi-hats, and the classes' balance varies between mixes. Every instrument is written once per note, with the note as ``<midiOutNote>``; the
 hi-hats keep their kit's mute group (as group 0), the rest's kit its groups (shifted past it).
 (One difference remains: an instrument a kit plays on two of its own notes becomes two
 instruments, which cut each other's voices if they are in a mute group.) The samples are
 symbolic links to the source kits' files (a mix costs no disk), in the folder ``samples``.
 
-Mixes are a pure function of (kits, seed, index, pitch_semitones, gain_db): a rerun keeps the
+Mixes are a pure function of (kits, seed, index, pitch_semitones, gain_db, vary): a rerun keeps the
 mixes it finds; a folder holding another mix is an error. Each mix is written to a temporary
 folder and renamed into place. Pass the folders as kits (``loco prepare drums --train-kits
 DIR/mix-00,...``); never mix a kit you test on.
@@ -63,18 +63,25 @@ def draw_mix(kits: Sequence[str], seed: int, index: int) -> dict[str, str]:
 
 
 def draw_variation(
-    seed: int, index: int, pitch_semitones: float, gain_db: float
+    seed: int,
+    index: int,
+    pitch_semitones: float,
+    gain_db: float,
+    vary: Sequence[str] = ROLES,
 ) -> dict[str, tuple[float, float]]:
     """Role -> (pitch shift in semitones, gain in dB) of mix ``index``: each uniform in
-    [-pitch_semitones, pitch_semitones] and [-gain_db, gain_db], rounded to 0.01; (0, 0) when
-    both bounds are 0. Drawn apart from `draw_mix`, so the kits a mix takes do not depend on
-    them."""
+    [-pitch_semitones, pitch_semitones] and [-gain_db, gain_db], rounded to 0.01, for the roles
+    in ``vary``; (0, 0) for the others and when both bounds are 0. Drawn apart from `draw_mix`,
+    so the kits a mix takes do not depend on them, and for every role whatever ``vary`` is, so
+    a role's draw does not depend on which others vary."""
     draws = np.random.default_rng([seed, index, 1]).uniform(-1.0, 1.0, size=(len(ROLES), 2))
     return {
         role: (
             round(float(pitch) * pitch_semitones, 2) + 0.0,
             round(float(gain) * gain_db, 2) + 0.0,
         )
+        if role in vary
+        else (0.0, 0.0)
         for role, (pitch, gain) in zip(ROLES, draws, strict=True)
     }
 
@@ -183,6 +190,7 @@ def write_mixes(
     seed: int = 0,
     pitch_semitones: float = 0.0,
     gain_db: float = 0.0,
+    vary: Sequence[str] = ROLES,
     prefix: str = MIX_PREFIX,
 ) -> list[str]:
     """Writes mixes ``out/mix-00`` ... (``count`` of them) of ``kits`` and returns their folders.
@@ -194,6 +202,8 @@ def write_mixes(
         seed: seed of the draws (`draw_mix`, `draw_variation`).
         pitch_semitones: each role's pitch shift is drawn in [-pitch_semitones, pitch_semitones].
         gain_db: each role's gain is drawn in [-gain_db, gain_db] dB.
+        vary: the roles (of `ROLES`) that are shifted and levelled; the others play as in
+            their kits.
         prefix: the mixes' folder names are ``PREFIX-00``, ...; a kit's folder name is its name
             in prepared data (`prepare.kit_name`), so two sets of mixes trained together need
             two prefixes.
@@ -201,7 +211,7 @@ def write_mixes(
     Raises:
         ValueError: fewer than three kits, a kit that is not a Hydrogen drumkit, or one
             without an instrument for a label class (checked before anything is written);
-            the message names it.
+            the message names it. A ``vary`` role not in `ROLES`, or none.
         FileExistsError: a mix folder holds another mix (other kits or seed).
     """
     from loco_tf.pipelines.render import kit_source
@@ -212,6 +222,12 @@ def write_mixes(
         raise ValueError(
             f"pitch_semitones and gain_db are bounds, >= 0; got {pitch_semitones}, {gain_db}"
         )
+    unknown = [role for role in vary if role not in ROLES]
+    if unknown or not vary:
+        raise ValueError(
+            f"vary: roles are {', '.join(ROLES)}; got {', '.join(map(repr, vary)) or 'none'}"
+        )
+    varied = ROLES if set(vary) == set(ROLES) else tuple(r for r in ROLES if r in vary)
     folders = {}
     for kit in dict.fromkeys(kits):
         source = kit_source(kit)
@@ -230,7 +246,7 @@ def write_mixes(
         notes = mix_notes(sources)
         variation = None
         if pitch_semitones or gain_db:
-            variation = draw_variation(seed, index, pitch_semitones, gain_db)
+            variation = draw_variation(seed, index, pitch_semitones, gain_db, varied)
         samples = {
             sample_name(role, sources[role], layer.path): layer.path
             for role, instrument in notes.values()
@@ -245,7 +261,9 @@ def write_mixes(
             link=True,
             drawn_by=f"--seed {seed} draws from {','.join(folders)}"
             + (
-                f" (--pitch-semitones {pitch_semitones:g} --gain-db {gain_db:g})"
+                f" (--pitch-semitones {pitch_semitones:g} --gain-db {gain_db:g}"
+                + ("" if varied == ROLES else f" --vary {','.join(varied)}")
+                + ")"
                 if variation
                 else ""
             ),

@@ -627,6 +627,19 @@ def kits(out, count, seed, packs):
     _echo_kit_folders(folders)
 
 
+def _roles(ctx, param, value):
+    """--vary's roles, checked against `kitmix.ROLES`."""
+    from loco_tf.pipelines.kitmix import ROLES
+
+    roles = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise click.BadParameter(
+            f"{','.join(unknown) or 'no role'}: the roles are {','.join(ROLES)}"
+        )
+    return roles
+
+
 @prepare.command("mix-kits")
 @click.option(
     "--kits",
@@ -654,13 +667,22 @@ def kits(out, count, seed, packs):
     "the classes' balance varies between mixes.",
 )
 @click.option(
+    "--vary",
+    default="KD,SD,HH,rest",
+    show_default=True,
+    callback=_roles,
+    help="The roles --pitch-semitones and --gain-db apply to (KD, SD, HH, rest; "
+    "comma-separated); the others play as in their kits, e.g. --vary HH for new hi-hats "
+    "beside the source kits' own kicks and snares.",
+)
+@click.option(
     "--prefix",
     default="mix",
     show_default=True,
     help="The mixes' folder names: PREFIX-00, PREFIX-01, ... A kit's folder name is its name "
     "in prepared data, so two sets of mixes trained together need two prefixes.",
 )
-def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db, prefix):
+def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db, vary, prefix):
     """Drum kits whose kick, snare and hi-hats come from three different Hydrogen kits.
 
     Each mix takes notes 35-36 (kick), 37-40 (snare, side stick) and 42-46 (hi-hats) from
@@ -681,6 +703,7 @@ def mix_kits(kit_list, out, count, seed, pitch_semitones, gain_db, prefix):
             seed=seed,
             pitch_semitones=pitch_semitones,
             gain_db=gain_db,
+            vary=vary,
             prefix=prefix,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as error:

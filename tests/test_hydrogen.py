@@ -693,6 +693,46 @@ def test_a_mix_can_shift_and_level_each_role(tmp_path):
     assert "(--pitch-semitones 2 --gain-db 6)" in result.output
 
 
+def test_a_mix_can_vary_its_hi_hats_alone(tmp_path):
+    kits = [mix_source(tmp_path / f"kit{i}", i) for i in range(4)]
+    args = dict(seed=3, pitch_semitones=3, gain_db=6)
+    plain = kitmix.write_mixes(str(tmp_path / "plain"), kits, 2, seed=3)
+    every = kitmix.write_mixes(str(tmp_path / "every"), kits, 2, **args, prefix="vmix")
+    hats = kitmix.write_mixes(str(tmp_path / "hats"), kits, 2, **args, vary=("HH",))
+    for a, b, c in zip(plain, every, hats, strict=True):
+        a, b, c = (hydrogen.load_drumkit(f) for f in (a, b, c))
+        for role, notes in MIX_ROLE_NOTES.items():
+            # Hi-hats as in the mix that varies every role (the same draw), the rest as in
+            # the plain mix.
+            like = b if role == "HH" else a
+            for note in set(notes) & set(a.notes):
+                x, y = like.notes[note], c.notes[note]
+                assert (x.gain, x.volume, x.mute_group) == (y.gain, y.volume, y.mute_group)
+                assert [(u.pitch, u.gain) for d in x.components for u in d.layers] == [
+                    (u.pitch, u.gain) for d in y.components for u in d.layers
+                ]
+        assert c.notes[42].gain != a.notes[42].gain  # the hi-hats did move
+    text = open(os.path.join(hats[0], "drumkit.xml")).read()
+    assert text.count("semitones") == 1 and "HH: " in text.split("semitones")[0][-60:]
+    with pytest.raises(ValueError, match="roles are KD, SD, HH, rest; got 'hh'"):
+        kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, **args, vary=("hh",))
+    result = CliRunner().invoke(
+        prepare,
+        ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "hats"),
+         "--count", "2", "--seed", "3", "--pitch-semitones", "3", "--gain-db", "6",
+         "--vary", "SD"],
+    )  # fmt: skip
+    assert result.exit_code == 1  # another mix in the folder, named with its options
+    assert "(--pitch-semitones 3 --gain-db 6 --vary SD)" in result.output
+    result = CliRunner().invoke(
+        prepare, ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "bad"),
+                  "--vary", "HH,toms"]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "Invalid value for '--vary': toms: the roles are KD,SD,HH,rest" in result.output
+    assert not (tmp_path / "bad").exists()
+
+
 def test_prepare_refuses_two_kits_of_one_name(tmp_path):
     # Two mix sets' mix-00: their renders would share one cache folder and test-set name.
     first, second = (
