@@ -14,15 +14,16 @@ own. Kits keep their own levels: nothing is normalised across sources (training'
 augmentation varies the balance further). Optionally (``pitch_semitones``, ``gain_db``) each
 role of a mix is also tuned and levelled anew: one pitch shift and one gain, drawn per role and
 mix, added to every layer's ``<pitch>`` and multiplied into every instrument's ``<gain>`` of
-that role (of the roles in ``vary``: all by default), so one kit's hi-hat gives several
-hi-hats, and the classes' balance varies between mixes. Every instrument is written once per note, with the note as ``<midiOutNote>``; the
-hi-hats keep their kit's mute group (as group 0), the rest's kit its groups (shifted past it).
-(One difference remains: an instrument a kit plays on two of its own notes becomes two
-instruments, which cut each other's voices if they are in a mute group.) The samples are
-symbolic links to the source kits' files (a mix costs no disk), in the folder ``samples``.
+that role (of the roles in ``vary``: all by default), so one kit's hi-hat gives several hi-hats,
+and the classes' balance varies between mixes. Every instrument is written once per note, with
+the note as ``<midiOutNote>``; the hi-hats keep their kit's mute group (as group 0), the rest's
+kit its groups (shifted past it). (One difference remains: an instrument a kit plays on two of
+its own notes becomes two instruments, which cut each other's voices if they are in a mute
+group.) The samples are symbolic links to the source kits' files (a mix costs no disk), in the
+folder ``samples``.
 
-Mixes are a pure function of (kits, seed, index, pitch_semitones, gain_db, vary): a rerun keeps the
-mixes it finds; a folder holding another mix is an error. Each mix is written to a temporary
+Mixes are a pure function of (kits, seed, index, pitch_semitones, gain_db, vary): a rerun keeps
+the mixes it finds; a folder holding another mix is an error. Each mix is written to a temporary
 folder and renamed into place. Pass the folders as kits (``loco prepare drums --train-kits
 DIR/mix-00,...``); never mix a kit you test on.
 """
