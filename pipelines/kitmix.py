@@ -203,8 +203,8 @@ def write_mixes(
         seed: seed of the draws (`draw_mix`, `draw_variation`).
         pitch_semitones: each role's pitch shift is drawn in [-pitch_semitones, pitch_semitones].
         gain_db: each role's gain is drawn in [-gain_db, gain_db] dB.
-        vary: the roles (of `ROLES`) that are shifted and levelled; the others play as in
-            their kits.
+        vary: the roles (of `ROLES`; or one comma-separated string) that are shifted and
+            levelled; the others play as in their kits.
         prefix: the mixes' folder names are ``PREFIX-00``, ...; a kit's folder name is its name
             in prepared data (`prepare.kit_name`), so two sets of mixes trained together need
             two prefixes.
@@ -223,6 +223,8 @@ def write_mixes(
         raise ValueError(
             f"pitch_semitones and gain_db are bounds, >= 0; got {pitch_semitones}, {gain_db}"
         )
+    if isinstance(vary, str):  # "HH" or "KD,SD": not its characters
+        vary = [role.strip() for role in vary.split(",")]
     unknown = [role for role in vary if role not in ROLES]
     if unknown or not vary:
         raise ValueError(

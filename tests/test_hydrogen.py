@@ -698,7 +698,7 @@ def test_a_mix_can_vary_its_hi_hats_alone(tmp_path):
     args = dict(seed=3, pitch_semitones=3, gain_db=6)
     plain = kitmix.write_mixes(str(tmp_path / "plain"), kits, 2, seed=3)
     every = kitmix.write_mixes(str(tmp_path / "every"), kits, 2, **args, prefix="vmix")
-    hats = kitmix.write_mixes(str(tmp_path / "hats"), kits, 2, **args, vary=("HH",))
+    hats = kitmix.write_mixes(str(tmp_path / "hats"), kits, 2, **args, vary="HH")
     for a, b, c in zip(plain, every, hats, strict=True):
         a, b, c = (hydrogen.load_drumkit(f) for f in (a, b, c))
         for role, notes in MIX_ROLE_NOTES.items():
