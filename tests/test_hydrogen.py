@@ -587,6 +587,12 @@ def mix_source(folder, seed, components=False):
 MIX_ROLE_NOTES = {"KD": (36, 35), "SD": (38, 37, 40), "HH": (46, 42, 44), "rest": (41, 49)}
 
 
+def invoke_mix_kits(kits, out, *options):
+    """`loco prepare mix-kits --kits KITS --out OUT OPTIONS...` through click's test runner."""
+    args = ["mix-kits", "--kits", ",".join(map(str, kits)), "--out", str(out), *map(str, options)]
+    return CliRunner().invoke(prepare, args)
+
+
 def test_a_mix_plays_each_class_as_its_own_kit_and_the_other_notes_as_a_fourth(tmp_path):
     kits = [mix_source(tmp_path / f"kit{i}", i, components=i == 2) for i in range(5)]
     folders = kitmix.write_mixes(str(tmp_path / "mixes"), kits, 4, seed=1)
@@ -682,11 +688,9 @@ def test_a_mix_can_shift_and_level_each_role(tmp_path):
     with pytest.raises(ValueError, match="prefix 'a/b'"):
         kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, prefix="a/b")
     assert not (tmp_path / "bad").exists()
-    result = CliRunner().invoke(
-        prepare,
-        ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "varied"),
-         "--count", "2", "--seed", "3", "--pitch-semitones", "2", "--gain-db", "6",
-         "--prefix", "vmix"],
+    result = invoke_mix_kits(
+        kits, tmp_path / "varied", "--count", 2, "--seed", 3, "--pitch-semitones", 2,
+        "--gain-db", 6, "--prefix", "vmix",
     )  # fmt: skip
     assert result.exit_code == 1
     assert "holds another kit than --seed 3 draws from" in result.output
@@ -716,18 +720,13 @@ def test_a_mix_can_vary_its_hi_hats_alone(tmp_path):
     assert text.count("semitones") == 1 and "HH: " in text.split("semitones")[0][-60:]
     with pytest.raises(ValueError, match="roles are KD, SD, HH, rest; got 'hh'"):
         kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, **args, vary=("hh",))
-    result = CliRunner().invoke(
-        prepare,
-        ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "hats"),
-         "--count", "2", "--seed", "3", "--pitch-semitones", "3", "--gain-db", "6",
-         "--vary", "SD"],
+    result = invoke_mix_kits(
+        kits, tmp_path / "hats", "--count", 2, "--seed", 3, "--pitch-semitones", 3,
+        "--gain-db", 6, "--vary", "SD",
     )  # fmt: skip
     assert result.exit_code == 1  # another mix in the folder, named with its options
     assert "(--pitch-semitones 3 --gain-db 6 --vary SD)" in result.output
-    result = CliRunner().invoke(
-        prepare, ["mix-kits", "--kits", ",".join(kits), "--out", str(tmp_path / "bad"),
-                  "--vary", "HH,toms"]
-    )  # fmt: skip
+    result = invoke_mix_kits(kits, tmp_path / "bad", "--vary", "HH,toms")
     assert result.exit_code == 2
     assert "Invalid value for '--vary': toms: the roles are KD,SD,HH,rest" in result.output
     assert not (tmp_path / "bad").exists()
