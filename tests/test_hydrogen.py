@@ -716,7 +716,7 @@ def test_a_mix_can_vary_its_hi_hats_alone(tmp_path):
                     (u.pitch, u.gain) for d in y.components for u in d.layers
                 ]
         assert c.notes[42].gain != a.notes[42].gain  # the hi-hats did move
-    text = open(os.path.join(hats[0], "drumkit.xml")).read()
+    text = (tmp_path / "hats" / "mix-00" / "drumkit.xml").read_text()
     assert text.count("semitones") == 1 and "HH: " in text.split("semitones")[0][-60:]
     with pytest.raises(ValueError, match="roles are KD, SD, HH, rest; got 'hh'"):
         kitmix.write_mixes(str(tmp_path / "bad"), kits, 1, **args, vary=("hh",))
