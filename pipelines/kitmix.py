@@ -230,7 +230,7 @@ def write_mixes(
         raise ValueError(
             f"vary: roles are {', '.join(ROLES)}; got {', '.join(map(repr, vary)) or 'none'}"
         )
-    varied = ROLES if set(vary) == set(ROLES) else tuple(r for r in ROLES if r in vary)
+    varied = tuple(role for role in ROLES if role in vary)  # == ROLES when all vary
     folders = {}
     for kit in dict.fromkeys(kits):
         source = kit_source(kit)
