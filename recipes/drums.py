@@ -96,7 +96,7 @@ from loco_tf.events import (
 )
 from loco_tf.features import FeatureConfig, compute_features, frame_times, num_frames
 from loco_tf.metrics import ALL, Evaluation, evaluate_onsets, precision_recall_f1
-from loco_tf.models import ConvLSTMConfig, build_conv_lstm
+from loco_tf.models import ConvLSTMConfig, build_conv_lstm, grow_conv_lstm_weights
 from loco_tf.pipelines.audio import AudioError, mix_to_mono, unreadable
 from loco_tf.pipelines.dataset import (
     Augment,
@@ -173,8 +173,12 @@ class DrumTrainConfig:
         reduce_lr_factor: that factor.
         init_from: a drum model folder (`model.keras` + `model.json`, e.g. a finished run or
             `saved_models/drums/3`) whose weights start the run: fine-tuning, e.g. on new kits
-            or recordings. Its classes, features and network sizes must be this run's; the
-            optimiser starts afresh. "" starts from the initialisers (eq. 15 bias).
+            or recordings. Its classes and features must be this run's, and its network
+            sizes too, or smaller: a one-network start then grows into this run's
+            (`grow_conv_lstm_weights`: the same p(t) at the start, the new units' own weights
+            from the initialisers; for `average_weight`, the start's new units are taken as
+            the run's, since they do not change its p(t)). The optimiser starts afresh. ""
+            starts from the initialisers (eq. 15 bias).
         average_weight: w > 0 saves the model as (1 - w) x the run's best weights + w x
             `init_from`'s, element-wise: weight-space ensembling of a fine-tuned model with the
             one it started from (as WiSE-FT, Wortsman et al. 2022), which keeps more of the
@@ -1046,13 +1050,31 @@ def _init_from_weights(model: keras.Model, config: DrumTrainConfig, feature_conf
             f"this run's {list(config.classes)}"
         )
     weights = keras.saving.load_model(keras_path, compile=False).get_weights()
-    shapes = [w.shape for w in model.get_weights()]
-    if [w.shape for w in weights] != shapes:
-        raise ValueError(
-            f"--init-from {config.init_from}: its network is not this run's (--filters, "
-            "--lstm-units, --dense-units, --per-instrument and --band-size must match)"
-        )
-    return weights
+    own = model.get_weights()
+    if [w.shape for w in weights] == [w.shape for w in own]:
+        return weights
+    start = description["train_config"]
+    mismatch = (
+        f"--init-from {config.init_from}: its network is not this run's (--per-instrument and "
+        "--band-size must match; --filters, --lstm-units and --dense-units must match or, to "
+        "grow it, be at least its "
+        f"{','.join(map(str, start['filters']))}, {start['lstm_units']} and "
+        f"{start['dense_units']})"
+    )
+    start_size = 1 if start["per_instrument"] else start["band_size"] or len(config.classes)
+    if len(class_bands(config)) != 1 or start_size < len(config.classes):
+        raise ValueError(mismatch)  # growth is for one network of all classes
+    wider = conv_lstm_config(config, feature_config, len(config.classes))
+    narrower = dataclasses.replace(
+        wider,
+        filters=tuple(start["filters"]),
+        lstm_units=start["lstm_units"],
+        dense_units=start["dense_units"],
+    )
+    try:
+        return grow_conv_lstm_weights(weights, narrower, wider, own)
+    except ValueError as error:
+        raise ValueError(f"{mismatch}: {error}") from None
 
 
 def load_checkpoint(model: keras.Model, path: PathLike) -> None:

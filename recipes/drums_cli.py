@@ -58,7 +58,9 @@ _HELP = {
     "epochs without a better validation loss, at most four times (0: constant).",
     "reduce_lr_factor": "Factor of --reduce-lr-patience.",
     "init_from": "Start from the weights of this trained drum model folder (fine-tuning, e.g. "
-    "saved_models/drums/3 on new kits); classes, features and network sizes must match.",
+    "saved_models/drums/3 on new kits); classes and features must match. Larger --filters, "
+    "--lstm-units or --dense-units grow its one network: new units start with zero weights into "
+    "the old ones, so the run starts from the same p(t).",
     "average_weight": "Save (1 - W) x the trained weights + W x --init-from's (weight-space "
     "ensembling, as WiSE-FT; keeps more of the start's robustness); may be added to a finished "
     "run. 0: off.",

@@ -18,6 +18,7 @@ import tensorflow as tf
 from click.testing import CliRunner
 
 from loco_tf.features import FeatureConfig, compute_features
+from loco_tf.models import ConvLSTMConfig, grow_conv_lstm_weights
 from loco_tf.pipelines import render
 from loco_tf.pipelines.audio import load_audio
 from loco_tf.pipelines.grooves import GrooveConfig, generate_groove
@@ -361,6 +362,36 @@ def test_a_run_can_start_from_a_trained_models_weights(model_dir, data, tmp_path
     other = tiny_config(data["dir"], tmp_path / "b", classes=("KD", "SD"), init_from=str(model_dir))
     with pytest.raises(ValueError, match="--init-from .* classes"):
         drums.train(other, verbose=0)
+    # A wider network grows from it: the run starts from the same p(t), and the average's
+    # start is the grown network (its new units' own weights taken as the run's).
+    grown = tiny_config(
+        data["dir"], tmp_path / "grown", filters=(5, 4), lstm_units=10, dense_units=9,
+        epochs=1, steps_per_epoch=1, init_from=str(model_dir),
+    )  # fmt: skip
+    record = Record()
+    drums.train(grown, callbacks=[record], verbose=0, log=lambda message: None)
+    wide = keras.models.clone_model(record.model)
+    wide.set_weights(record.start_weights)
+    rng = np.random.default_rng(0)
+    x = {
+        "features": rng.normal(-30, 15, (2, 50, *source.inputs[0].shape[2:])).astype("float32"),
+        "lengths": np.array([50, 31], np.int32),
+    }
+    np.testing.assert_allclose(wide(x), source(x), rtol=1e-5, atol=1e-6)
+    assert wide.count_params() > source.count_params()
+    best = keras.saving.load_model(tmp_path / "grown" / "best.keras", compile=False)
+    drums.train(dataclasses_replace(grown, average_weight=0.5), verbose=0, log=lambda message: None)
+    saved = keras.saving.load_model(tmp_path / "grown" / drums.MODEL_FILE, compile=False)
+    start = grow_conv_lstm_weights(
+        source.get_weights(),
+        ConvLSTMConfig(n_bins=wide.inputs[0].shape[2], filters=(4, 4), lstm_units=8, dense_units=8),
+        ConvLSTMConfig(
+            n_bins=wide.inputs[0].shape[2], filters=(5, 4), lstm_units=10, dense_units=9
+        ),
+        best.get_weights(),
+    )
+    for average, own, begin in zip(saved.get_weights(), best.get_weights(), start, strict=True):
+        np.testing.assert_allclose(average, 0.5 * own + 0.5 * begin, rtol=1e-6, atol=1e-7)
 
 
 def dataclasses_replace(config, **changes):

@@ -1,6 +1,6 @@
 """Model builders with dataclass configs."""
 
-from loco_tf.models.conv_lstm import ConvLSTMConfig, build_conv_lstm
+from loco_tf.models.conv_lstm import ConvLSTMConfig, build_conv_lstm, grow_conv_lstm_weights
 from loco_tf.models.vgg_lstm import VGG13_FILTERS, VGGLSTMConfig, build_vgg_lstm, vgg13_filters
 
 __all__ = [
@@ -9,5 +9,6 @@ __all__ = [
     "VGGLSTMConfig",
     "build_conv_lstm",
     "build_vgg_lstm",
+    "grow_conv_lstm_weights",
     "vgg13_filters",
 ]

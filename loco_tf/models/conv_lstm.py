@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import keras
+import numpy as np
 
 from loco_tf.layers import EventProbabilities
 
@@ -69,3 +70,104 @@ def build_conv_lstm(config: ConvLSTMConfig = ConvLSTMConfig(), name: str = "conv
         name="event_probabilities",
     )(x, lengths=lengths)
     return keras.Model({"features": features, "lengths": lengths}, probabilities, name=name)
+
+
+def grow_conv_lstm_weights(
+    weights: list, config: ConvLSTMConfig, wider: ConvLSTMConfig, base: list
+) -> list:
+    """The weights of a trained `config` network placed in the wider network `wider`, so that
+    the wider one computes the same p(t) (function-preserving growth, Net2Net's aim).
+
+    Every unit of the trained network keeps its weights, and the weights from the new units
+    into the old ones are zero: the old units compute what they did, and the output, which
+    reads old units only, is unchanged. The new units' own weights are `base`'s (e.g. the wider
+    model's fresh initialisation), so they compute something from the start, and gradient
+    descent on the zero weights lets them join in.
+
+    Args:
+        weights: `build_conv_lstm(config).get_weights()` of the trained network.
+        config: its architecture.
+        wider: the architecture to grow into: `config` but for `filters` (as many),
+            `lstm_units` and `dense_units`, each at least as large.
+        base: `build_conv_lstm(wider).get_weights()`: the values of the new units' weights.
+
+    Returns:
+        Weights for `build_conv_lstm(wider).set_weights`.
+    """
+    _check_growth(config, wider)
+    # Per weight array: where the old inputs and old outputs sit in the wider array, and the
+    # axes they are on (no input axis for a bias).
+    plan = []
+    inputs = np.arange(config.channels)
+    for filters in config.filters:
+        outputs = np.arange(filters)
+        plan += [(inputs, outputs, 2, 3), (None, outputs, None, 0)]
+        inputs = outputs
+    # The LSTM reads the last convolution's [bins, channels] flattened, channels fastest.
+    bins = np.arange(_bins_after_convolutions(config))
+    flat = (bins[:, None] * wider.filters[-1] + inputs[None, :]).reshape(-1)
+    lstm = np.arange(config.lstm_units)
+    gates = np.concatenate([gate * wider.lstm_units + lstm for gate in range(4)])  # i, f, c, o
+    dense = np.arange(config.dense_units)
+    classes = np.arange(config.num_classes)
+    plan += [(flat, gates, 0, 1), (lstm, gates, 0, 1), (None, gates, None, 0)]
+    plan += [(lstm, dense, 0, 1), (None, dense, None, 0)]
+    plan += [(dense, classes, 0, 1), (None, classes, None, 0)]
+    if not len(plan) == len(weights) == len(base):
+        raise ValueError(
+            f"expected {len(plan)} weight arrays (a conv-LSTM's), got {len(weights)} and "
+            f"{len(base)}"
+        )
+    return [
+        _embed(np.asarray(old), np.asarray(fresh), *where)
+        for where, old, fresh in zip(plan, weights, base, strict=True)
+    ]
+
+
+def _check_growth(config: ConvLSTMConfig, wider: ConvLSTMConfig) -> None:
+    if len(wider.filters) != len(config.filters):
+        raise ValueError(
+            f"a grown network has as many convolutions as its start ({len(config.filters)}), "
+            f"not {len(wider.filters)}"
+        )
+    same = dataclasses.replace(
+        wider, filters=config.filters, lstm_units=config.lstm_units, dense_units=config.dense_units
+    )
+    if same != config:
+        raise ValueError(
+            f"only the filters, LSTM and dense units may grow; the rest must be equal ({config} "
+            f"vs {wider})"
+        )
+    sizes = [*zip(config.filters, wider.filters, strict=True)]
+    sizes += [(config.lstm_units, wider.lstm_units), (config.dense_units, wider.dense_units)]
+    if any(new < old for old, new in sizes):
+        raise ValueError(
+            "a network can only grow, every size at least its start's: filters "
+            f"{config.filters} -> {wider.filters}, LSTM {config.lstm_units} -> "
+            f"{wider.lstm_units}, dense {config.dense_units} -> {wider.dense_units}"
+        )
+
+
+def _bins_after_convolutions(config: ConvLSTMConfig) -> int:
+    bins = config.n_bins
+    for index in range(len(config.filters)):
+        if index in config.pool_after:
+            bins //= 2
+    return bins
+
+
+def _embed(old, fresh, inputs, outputs, in_axis, out_axis):
+    """`fresh` with `old` written at its `inputs` x `outputs` and zero weights from the other
+    inputs into `outputs`."""
+    grown = np.array(fresh, dtype=old.dtype)
+    if in_axis is not None:
+        new_inputs = np.ones(grown.shape[in_axis], bool)
+        new_inputs[inputs] = False
+        moved = np.moveaxis(grown, (in_axis, out_axis), (0, 1))  # a view of `grown`
+        moved[np.ix_(np.flatnonzero(new_inputs), outputs)] = 0.0
+    index = [np.arange(size) for size in old.shape]
+    if in_axis is not None:
+        index[in_axis] = inputs
+    index[out_axis] = outputs
+    grown[np.ix_(*index)] = old
+    return grown
