@@ -420,9 +420,11 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
                 f"{model_path} is a {model_task} model; --task {task} needs a {task} model"
             )
         key = _cache_key(model_path, bfloat16)
-        loaded = _LOADED.get(key) or drums.DrumTranscriber.load(
-            model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
-        )
+        loaded = _LOADED.get(key)
+        if loaded is None:
+            loaded = drums.DrumTranscriber.load(
+                model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
+            )
         _keep(key, loaded)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
