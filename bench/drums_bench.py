@@ -1,6 +1,6 @@
 """Drum recipe speed: a LoCo training step against the fully supervised twin's, and inference.
 
-    python bench/drums_bench.py [--repeats 15] [--audio-seconds 60]
+    python bench/drums_bench.py [--repeats 15] [--audio-seconds 60] [--sizes F,F,.../LSTM/DENSE]
 
 Training: one `train_on_batch` of the §6.1 network (one 3-class ConvLSTM, batch 32 x 400
 frames x 80 mel x 2 channels) with `LocoLoss(k_max=31)` (counts) and with the twin's
@@ -109,7 +109,9 @@ def training_steps(repeats: int) -> dict[str, float]:
     return interleaved(functions, repeats)
 
 
-def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
+def inference(
+    repeats: int, audio_seconds: float, wider: DrumTrainConfig | None = None
+) -> dict[str, float]:
     config = FeatureConfig()
     keras.utils.set_random_seed(0)
     model = build_drum_model(DrumTrainConfig(), config)
@@ -140,8 +142,21 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
             with front_end_before() if before else contextlib.nullcontext():
                 return sum(len(b) for b in audio_feature_blocks(path, config))
 
+        extra = {}
+        if wider is not None:  # the same chunked pass for a network of other sizes
+            wide = DrumTranscriber(
+                build_drum_model(wider, config), config, ("KD", "SD", "HH"),
+                [DecodingParameters()] * 3, encoder_dtype="bfloat16",
+            )  # fmt: skip
+            extra = {
+                f"network, bfloat16, {sizes_name(wider)}": lambda: wide.streamer.run(
+                    feature_matrix
+                ),
+                f"end to end, bfloat16, {sizes_name(wider)}": lambda: wide.transcribe(path),
+            }
         times = interleaved(
             {
+                **extra,
                 "end to end (transcribe)": lambda: transcriber.transcribe(path),
                 "end to end, bfloat16 convolutions": lambda: fast.transcribe(path),
                 BEFORE: transcribe_before,
@@ -159,6 +174,27 @@ def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
             repeats,
         )
     return {name: audio_seconds / seconds for name, seconds in times.items()}
+
+
+def sizes_name(config: DrumTrainConfig) -> str:
+    """`config`'s sizes as --sizes takes them: FILTERS/LSTM/DENSE."""
+    return f"{','.join(map(str, config.filters))}/{config.lstm_units}/{config.dense_units}"
+
+
+def parse_sizes(text: str) -> DrumTrainConfig:
+    """`FILTERS/LSTM/DENSE`, e.g. `16,16,32,32,32,32/48/32`, as a `DrumTrainConfig`."""
+    try:
+        filters, lstm, dense = text.split("/")
+        return DrumTrainConfig(
+            filters=tuple(int(f) for f in filters.split(",")),
+            lstm_units=int(lstm),
+            dense_units=int(dense),
+        )
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"--sizes wants FILTERS/LSTM/DENSE, e.g. 16,16,32,32,32,32/48/32, not {text!r} "
+            f"({error})"
+        ) from None
 
 
 def librosa_front_end(path: str, config: FeatureConfig) -> np.ndarray:
@@ -194,10 +230,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--audio-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=None,
+        help="Also time a network of these sizes, FILTERS/LSTM/DENSE (e.g. 16,16,32,32,32,32/48/"
+        "32, a model grown with `loco train drums --init-from`), beside the paper's.",
+    )
     args = parser.parse_args()
 
     steps = training_steps(args.repeats)
-    speed = inference(max(3, args.repeats // 3), args.audio_seconds)
+    speed = inference(max(3, args.repeats // 3), args.audio_seconds, args.sizes)
     loco, twin = steps["LoCo (counts)"], steps["twin (frames, BCE)"]
     print(f"\nTraining step, batch {BATCH} x {FRAMES} frames (median of {args.repeats}):")
     print(f"  {'model':<32} {'ms':>8} {'ratio to twin':>14}")
@@ -205,9 +248,9 @@ def main() -> None:
         print(f"  {name:<32} {1000 * seconds:8.1f} {seconds / twin:14.3f}")
     print(f"  LoCo / twin = {loco / twin:.3f} (target <= 1.1)")
     print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz stereo audio:")
-    print(f"  {'stage':<48} {'x real time':>12}")
+    print(f"  {'stage':<56} {'x real time':>12}")
     for name, ratio in speed.items():
-        print(f"  {name:<48} {ratio:12.0f}")
+        print(f"  {name:<56} {ratio:12.0f}")
     print("  (target >= 500 x end to end)")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
     front = speed["front end (read + resample + log-mel)"]
@@ -225,6 +268,15 @@ def main() -> None:
         f"{network:.0f} x real time that is {2 * macs * network / 1e9:.1f} GFLOP/s; 500 x "
         f"would need {2 * macs * 500 / 1e9:.0f} GFLOP/s for the network alone"
     )
+    if args.sizes is not None:
+        wide_macs = network_macs_per_second(args.sizes, FeatureConfig())
+        wide = speed[f"network, bfloat16, {sizes_name(args.sizes)}"]
+        print(
+            f"  network {sizes_name(args.sizes)} (filters/LSTM/dense): {wide_macs / 1e6:.0f} M "
+            "multiply-adds per audio "
+            f"second ({wide_macs / macs:.2f} x the paper's); its network (bfloat16) runs at "
+            f"{wide / speed['network, bfloat16 convolutions']:.2f} x the paper's speed"
+        )
     print(
         json.dumps(
             {
@@ -236,6 +288,7 @@ def main() -> None:
                 "front_end_over_baseline": round(front, 3),
                 "network_bf16_over_keras_lstm": round(recurrence, 3),
                 "network_macs_per_audio_second": round(macs),
+                "sizes": None if args.sizes is None else sizes_name(args.sizes),
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }
