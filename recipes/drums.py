@@ -1061,7 +1061,9 @@ def _init_from_weights(model: keras.Model, config: DrumTrainConfig, feature_conf
         f"{','.join(map(str, start['filters']))}, {start['lstm_units']} and "
         f"{start['dense_units']})"
     )
-    start_size = 1 if start["per_instrument"] else start["band_size"] or len(config.classes)
+    start_size = (
+        1 if start.get("per_instrument") else start.get("band_size") or len(config.classes)
+    )  # drums/1 and drums/2's model.json predate band_size
     if len(class_bands(config)) != 1 or start_size < len(config.classes):
         raise ValueError(mismatch)  # growth is for one network of all classes
     wider = conv_lstm_config(config, feature_config, len(config.classes))
