@@ -1061,11 +1061,8 @@ def _init_from_weights(model: keras.Model, config: DrumTrainConfig, feature_conf
         f"{','.join(map(str, start['filters']))}, {start['lstm_units']} and "
         f"{start['dense_units']})"
     )
-    start_size = (
-        1 if start.get("per_instrument") else start.get("band_size") or len(config.classes)
-    )  # drums/1 and drums/2's model.json predate band_size
-    if len(class_bands(config)) != 1 or start_size < len(config.classes):
-        raise ValueError(mismatch)  # growth is for one network of all classes
+    # Growth is for one network of all classes: per-instrument or banded weights (the start's
+    # or this run's) are several networks' arrays, which grow_conv_lstm_weights refuses.
     wider = conv_lstm_config(config, feature_config, len(config.classes))
     narrower = dataclasses.replace(
         wider,

@@ -83,6 +83,15 @@ def test_a_network_that_does_not_only_grow_is_refused(wider, message):
         grow_conv_lstm_weights(small.get_weights(), SMALL, wider, small.get_weights())
 
 
+def test_weights_of_several_networks_are_refused():
+    """A per-instrument or banded model's weights are several networks' arrays: no growth."""
+    small, wide = build_conv_lstm(SMALL), build_conv_lstm(WIDE)
+    with pytest.raises(ValueError, match="expected 13 weight arrays .* got 26 and 13"):
+        grow_conv_lstm_weights(small.get_weights() * 2, SMALL, WIDE, wide.get_weights())
+    with pytest.raises(ValueError, match="expected 13 weight arrays .* got 13 and 39"):
+        grow_conv_lstm_weights(small.get_weights(), SMALL, WIDE, wide.get_weights() * 3)
+
+
 def test_the_growth_keeps_keras_dtypes():
     small, wide = build_conv_lstm(SMALL), build_conv_lstm(WIDE)
     grown = grow_conv_lstm_weights(small.get_weights(), SMALL, WIDE, wide.get_weights())
