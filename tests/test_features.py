@@ -129,6 +129,20 @@ def test_matches_librosa_melspectrogram():
     result = compute_features(audio, CONFIG)[:, :, 0]
     assert np.any(expected == -100.0)
     np.testing.assert_allclose(result, expected, atol=1e-3, rtol=0)
+    # The log is taken in float32, where amin is a little above 1e-10: silence is still -100.
+    np.testing.assert_array_equal(result[expected == -100.0], np.float32(CONFIG.floor_db))
+
+
+@pytest.mark.parametrize("n_mels", [80, 7, 128])
+def test_mel_groups_skip_only_zeros(n_mels):
+    # `_log_mel` multiplies each group of filters with only the bins it covers: put back
+    # together, the groups must be the whole filter matrix, every non-zero weight in place.
+    config = FeatureConfig(n_mels=n_mels)
+    dense = features.mel_filterbank(config)
+    rebuilt = np.zeros_like(dense)
+    for first, end, low, high, matrix in features._mel_groups(config):
+        rebuilt[first:end, low:high] = matrix.T
+    np.testing.assert_array_equal(rebuilt, dense)
 
 
 def test_difference_is_causal_and_streams():
