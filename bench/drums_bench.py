@@ -14,10 +14,10 @@ log-mel features, chunked causal network, peak picking), and its two halves alon
 (`audio_feature_blocks`) and the network on precomputed features (`CausalStreamer.run`); end to
 end and the network again with bfloat16 convolutions (`loco predict --bfloat16`). Baselines in
 the same run: the front end as it was before (features in blocks of 8,192 frames, the FFT on all
-cores, the dense mel product and a float64 log), and the same features from
-`librosa.feature.melspectrogram`; the network with Keras's LSTM layer instead of
-`lstm_recurrence`; and, for end to end, both of those together (the
-transcriber as it was before).
+cores, the dense mel product and a float64 log, 16-bit files read as floats), and the same
+features from `librosa.feature.melspectrogram`; the network with Keras's LSTM layer instead of
+`lstm_recurrence`; and, for end to end, both of those together (the transcriber as it was
+before).
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
 does not depend on its weights or on the audio, so an untrained network and noise measure it.
 Target: >= 500 x real time end to end.
@@ -45,7 +45,8 @@ import soundfile
 from loco_tf import LocoLoss, features
 from loco_tf.events import DecodingParameters
 from loco_tf.features import FeatureConfig, compute_features
-from loco_tf.pipelines.audio import load_audio
+from loco_tf.pipelines.audio import load_audio, mix_to_mono
+from loco_tf.recipes import drums
 from loco_tf.recipes.drums import (
     CausalStreamer,
     DrumTrainConfig,
@@ -72,17 +73,24 @@ def log_mel_before(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return 10.0 * np.log10(np.maximum(mel.astype(np.float64), config.amin))
 
 
+def read_mono_before(sound: soundfile.SoundFile, frames: int) -> np.ndarray:
+    """`drums._read_mono` as it was: every file read as float32 samples, then mixed."""
+    return mix_to_mono(sound.read(frames, dtype="float32", always_2d=True))
+
+
 @contextlib.contextmanager
 def front_end_before():
     """The front end as it was: features in blocks of 8,192 frames, each FFT on all cores,
-    `log_mel_before`."""
+    `log_mel_before`, `read_mono_before`."""
     saved = features._FRAMES_PER_BLOCK, features._FFT_WORKERS, features._log_mel
+    saved_read = drums._read_mono
     features._FRAMES_PER_BLOCK, features._FFT_WORKERS = 8192, -1
-    features._log_mel = log_mel_before
+    features._log_mel, drums._read_mono = log_mel_before, read_mono_before
     try:
         yield
     finally:
         features._FRAMES_PER_BLOCK, features._FFT_WORKERS, features._log_mel = saved
+        drums._read_mono = saved_read
 
 
 def interleaved(functions: dict, repeats: int) -> dict[str, float]:
