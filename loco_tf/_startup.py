@@ -1,0 +1,82 @@
+"""A quiet start for the `loco` command: TensorFlow's start-up log lines are left out.
+
+Importing TensorFlow 2.21 prints six lines on stderr on this kind of machine (oneDNN is on,
+no CUDA driver, the CPU's instruction sets, each from two libraries) and its first look at the
+devices an error line ("failed call to cuInit") on a machine without a GPU. They come from
+C++ before absl's logging is set up, so `TF_CPP_MIN_LOG_LEVEL` does not silence them all, and
+a user of the command line reads them as a fault. For the `loco` command (and `python -m
+loco_tf`) this module catches file descriptor 2 while TensorFlow is imported and finds its
+devices, and writes back every line that is not one of those: warnings, errors and anything
+else still show. It also sets `TF_CPP_MIN_LOG_LEVEL=1` (TensorFlow's informational lines off)
+unless the user has set it. `LOCO_TF_VERBOSE=1` shows everything. Importing `loco_tf` as a
+library changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+
+# The start-up lines of TensorFlow's C++ libraries that say nothing a user must act on.
+_START_UP_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\] .*"
+    r"|E\d{4} [\d:. ]+\d+ cuda_(platform|driver|executor)\.cc:\d+\] failed call to cuInit: .*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
+    r"compiler flags\."
+)
+
+
+def is_command_line() -> bool:
+    """Whether this process is the `loco` command (or `python -m loco_tf`)."""
+    if not sys.argv:
+        return False
+    program = sys.argv[0]
+    # `python -m loco_tf` imports the package while argv[0] is still "-m".
+    return os.path.basename(program) in ("loco", "loco.exe") or program == "-m"
+
+
+def filter_start_up(text: str) -> str:
+    """`text` without TensorFlow's start-up noise lines."""
+    kept = [line for line in text.splitlines(True) if not _START_UP_NOISE.fullmatch(line.strip())]
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def quiet_start_up(enabled: bool) -> Iterator[None]:
+    """Within the context, what is written to file descriptor 2 is held back, then written
+    without TensorFlow's start-up noise (`filter_start_up`); all of it if the context raises."""
+    if not enabled or os.environ.get("LOCO_TF_VERBOSE", "") not in ("", "0"):
+        yield
+        return
+    # TensorFlow's informational lines once logging is set up (XLA's "Compiled cluster" and
+    # the like): off for the command unless the user set the level.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (e.g. an embedded host)
+        yield
+        return
+    failed = False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", errors="replace")
+            text = text if failed else filter_start_up(text)
+            if text:
+                sys.stderr.write(text)
+                sys.stderr.flush()

@@ -1,0 +1,88 @@
+"""The `loco` command's quiet start: TensorFlow's start-up lines are left out, nothing else."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loco_tf import _startup
+
+# Lines TensorFlow 2.21 printed on this machine when imported and when it first looked for a GPU.
+NOISE = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795939402.227455    4385 port.cc:153] oneDNN custom operations are on. You may see \
+slightly different numerical results due to floating-point round-off errors from different \
+computation orders. To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.
+I0000 00:00:1795939402.227812    4385 cudart_stub.cc:31] Could not find cuda drivers on your \
+machine, GPU will not be used.
+I0000 00:00:1795939402.273542    4385 cpu_feature_guard.cc:227] This TensorFlow binary is \
+optimized to use available CPU instructions in performance-critical operations.
+To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, in other \
+operations, rebuild TensorFlow with the appropriate compiler flags.
+E0000 00:00:1795939405.341286    4385 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA \
+error: Failed call to cuInit: UNKNOWN ERROR (303)
+"""
+
+KEPT = """\
+E0000 00:00:1795939405.341286    4385 op_kernel.cc:1857] OP_REQUIRES failed at conv_ops.cc:99
+/usr/lib/python3/site-packages/foo.py:3: DeprecationWarning: bar is deprecated
+W0000 00:00:1795939405.341286    4385 cuda_executor.cc:10] something else about CUDA
+To enable the following instructions: do something else
+"""
+
+
+def test_only_the_start_up_noise_is_left_out():
+    mixed = "".join(
+        a + b for a, b in zip(NOISE.splitlines(True), KEPT.splitlines(True), strict=False)
+    )
+    assert _startup.filter_start_up(NOISE) == ""
+    assert _startup.filter_start_up(mixed) == KEPT
+    assert _startup.filter_start_up(NOISE + KEPT) == KEPT
+
+
+def _write_to_fd2(text: str) -> None:
+    os.write(2, text.encode())  # as C++ code writes, below Python's sys.stderr
+
+
+def test_what_is_written_meanwhile_comes_back_without_the_noise(capfd):
+    with _startup.quiet_start_up(True):
+        _write_to_fd2(NOISE + KEPT)
+    assert capfd.readouterr().err == KEPT
+    with _startup.quiet_start_up(False):
+        _write_to_fd2(NOISE)
+    assert capfd.readouterr().err == NOISE
+
+
+def test_everything_comes_back_if_the_start_fails(capfd):
+    with pytest.raises(ImportError), _startup.quiet_start_up(True):
+        _write_to_fd2(NOISE)
+        raise ImportError("a broken install")
+    assert capfd.readouterr().err == NOISE
+
+
+def test_the_user_can_ask_for_everything(capfd, monkeypatch):
+    monkeypatch.setenv("LOCO_TF_VERBOSE", "1")
+    with _startup.quiet_start_up(True):
+        _write_to_fd2(NOISE)
+    assert capfd.readouterr().err == NOISE
+
+
+LIST_DEVICES = "tensorflow.config.list_physical_devices()"
+
+
+def test_the_command_starts_quietly():
+    # A fresh `python -m loco_tf`, which imports TensorFlow and looks for its devices.
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "loco_tf", "--version"],
+        capture_output=True, text=True, env=environment, timeout=120, check=True,
+    )  # fmt: skip
+    assert result.stdout.startswith("loco, version ")
+    assert result.stderr == ""
+    # A library import keeps TensorFlow's lines (they are its business there).
+    result = subprocess.run(
+        [sys.executable, "-c", f"import loco_tf, tensorflow; {LIST_DEVICES}"],
+        capture_output=True, text=True, env=environment, timeout=120, check=True,
+    )  # fmt: skip
+    assert "cudart_stub.cc" in result.stderr or "port.cc" in result.stderr
