@@ -64,7 +64,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -879,23 +879,65 @@ class DrumTranscriber:
         Raises:
             AudioError: the file is unusable (the message names it).
         """
-        stream = self.streamer.start()
-        probabilities, kept = [], []
-        position = 0
+        (result,) = self.transcribe_many([path], keep_features)
+        if isinstance(result, AudioError):
+            raise result
+        return result
+
+    def transcribe_many(
+        self, paths: Iterable[PathLike], keep_features: tuple[float, float] | None = None
+    ) -> Iterator[Transcription | AudioError]:
+        """`transcribe` for each of `paths` in turn: per path, in order, its `Transcription`,
+        or the `AudioError` that makes it unusable (the other files go on).
+
+        One thread computes features ahead, across the end of a file into the next one, while
+        the network runs on the blocks before: a file's first features no longer wait for the
+        previous file's last chunk. On 20 files of 27 s (44.1 kHz stereo, drums/7) that was
+        1.12x as fast as one `transcribe` after another with bfloat16 convolutions (515x
+        against 459x real time) and 1.09x in float32 (343x against 314x). Lazy: a file is read
+        when the results before it have been taken.
+        """
         first = last = 0
         if keep_features is not None:
             first = max(0, int(keep_features[0] * self.feature_config.frame_rate))
             last = int(math.ceil(keep_features[1] * self.feature_config.frame_rate))
-        blocks = audio_feature_blocks(path, self.feature_config, self.block_seconds)
+        stream = None
         with _blas_threads(self.front_end_blas_threads):
-            for block in _read_ahead(blocks):
-                probabilities.append(self.streamer.push(stream, block))
-                if keep_features is not None and position < last and position + len(block) > first:
-                    kept.append(block[max(0, first - position) : last - position])
-                position += len(block)
-        p = np.concatenate([*probabilities, self.streamer.finish(stream)])
-        features = np.concatenate(kept) if kept else None
-        return Transcription(os.fspath(path), self.decode(p), p, features, first)
+            for path, block in _read_ahead(self._blocks_of_files(paths)):
+                if stream is None:
+                    stream, probabilities, kept, position = self.streamer.start(), [], [], 0
+                if isinstance(block, AudioError):
+                    stream = None
+                    yield block
+                elif block is _END_OF_FILE:
+                    p = np.concatenate([*probabilities, self.streamer.finish(stream)])
+                    features = np.concatenate(kept) if kept else None
+                    stream = None
+                    yield Transcription(os.fspath(path), self.decode(p), p, features, first)
+                else:
+                    probabilities.append(self.streamer.push(stream, block))
+                    if keep_features is not None and position < last:
+                        if position + len(block) > first:
+                            kept.append(block[max(0, first - position) : last - position])
+                    position += len(block)
+
+    def _blocks_of_files(
+        self, paths: Iterable[PathLike]
+    ) -> Iterator[tuple[PathLike, np.ndarray | AudioError | object]]:
+        """(path, features block) for each block of each file, then (path, `_END_OF_FILE`),
+        or (path, AudioError) where a file turns out to be unusable."""
+        for path in paths:
+            try:
+                for block in audio_feature_blocks(path, self.feature_config, self.block_seconds):
+                    yield path, block
+            except AudioError as error:
+                yield path, error
+            else:
+                yield path, _END_OF_FILE
+
+
+# What `DrumTranscriber._blocks_of_files` gives after a file's last block.
+_END_OF_FILE = object()
 
 
 def model_files(path: PathLike) -> tuple[str, str]:
@@ -1735,13 +1777,18 @@ def transcribe_folder(
     A file that cannot be used is reported (`log`, and in the failures) and left out.
     """
     references, estimates, names, failures, probabilities = [], [], [], [], []
+    annotated = []
     for audio_path, annotation_path in pairs:
         try:
-            events = read_task_annotations(annotation_path, transcriber.task)
-            transcription = transcriber.transcribe(audio_path)
-        except (AudioError, AnnotationError, OSError) as error:
+            annotated.append((audio_path, read_task_annotations(annotation_path, transcriber.task)))
+        except (AnnotationError, OSError) as error:
             failures.append(FileFailure(os.fspath(audio_path), str(error)))
             log(f"error: {error}")
+    transcriptions = transcriber.transcribe_many(audio_path for audio_path, _ in annotated)
+    for (audio_path, events), transcription in zip(annotated, transcriptions, strict=True):
+        if isinstance(transcription, AudioError):
+            failures.append(FileFailure(os.fspath(audio_path), str(transcription)))
+            log(f"error: {transcription}")
             continue
         references.append(
             [

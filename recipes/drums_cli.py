@@ -783,18 +783,28 @@ def predict(audio, out, model_path, task, bfloat16, overwrite) -> None:
     os.makedirs(out, exist_ok=True)
     record = drums.PredictRecord(out, drums.model_fingerprint(model_path, bfloat16=bfloat16))
     failures, skipped = len(empty), 0
-    for path, stem in zip(files, drums.output_stems(files), strict=True):
-        csv_path = os.path.join(out, f"{stem}.csv")
-        midi_path = os.path.join(out, f"{stem}.mid")
-        if not overwrite and record.done(path, stem, (csv_path, midi_path)):
+    outputs = [
+        (path, stem, os.path.join(out, f"{stem}.csv"), os.path.join(out, f"{stem}.mid"))
+        for path, stem in zip(files, drums.output_stems(files), strict=True)
+    ]
+    up_to_date = [
+        not overwrite and record.done(path, stem, (csv_path, midi_path))
+        for path, stem, csv_path, midi_path in outputs
+    ]
+    # One pass over the files to do: the next file's features are computed while the network
+    # finishes this one.
+    results = transcriber.transcribe_many(
+        path for (path, *_), done in zip(outputs, up_to_date, strict=True) if not done
+    )
+    for (path, stem, csv_path, midi_path), done in zip(outputs, up_to_date, strict=True):
+        if done:
             skipped += 1
             click.echo(f"{path}: up to date -> {csv_path}, {midi_path}")
             continue
-        try:
-            transcription = transcriber.transcribe(path)
-        except AudioError as error:
+        transcription = next(results)
+        if isinstance(transcription, AudioError):
             failures += 1
-            _log(f"error: {error}")
+            _log(f"error: {transcription}")
             continue
         times, classes = transcription.times, transcriber.classes
         try:

@@ -525,6 +525,59 @@ def test_transcribe_a_long_file_in_small_blocks(model_dir, tmp_path):
     )
 
 
+def test_many_files_in_one_pass_give_each_files_own_transcription(tmp_path):
+    # `transcribe_many` computes features across the end of one file into the next: each file
+    # must still get exactly what `transcribe` gives it alone (the stream starts afresh), and
+    # an unusable file its error, in its place, without disturbing the others.
+    from loco_tf.events import DecodingParameters
+    from loco_tf.pipelines.audio import AudioError
+
+    keras.utils.set_random_seed(3)
+    model = drums.build_drum_model(
+        drums.DrumTrainConfig(filters=(4, 4, 4), lstm_units=6, dense_units=5), CONFIG
+    )
+    decoding = [DecodingParameters(threshold=0.0, min_distance=3)] * 3
+    transcriber = drums.DrumTranscriber(
+        model, CONFIG, DRUM_CLASSES, decoding, chunk_frames=300, block_seconds=0.7
+    )
+    rng = np.random.default_rng(6)
+    paths = []
+    for name, rate, shape in (
+        ("a.wav", 44100, (44100 * 3, 2)), ("b.wav", 32000, (70400,)), ("missing.wav", 0, None),
+        ("silent.wav", 32000, None), ("c.wav", 22050, (33075,)),
+    ):  # fmt: skip
+        path = tmp_path / name
+        if name == "silent.wav":
+            soundfile.write(path, np.zeros(32000, np.float32), rate)
+        elif shape is not None:
+            soundfile.write(path, rng.normal(0, 0.2, shape).astype(np.float32), rate)
+        paths.append(path)
+    keep = (0.5, 1.25)
+    results = list(transcriber.transcribe_many(paths, keep_features=keep))
+    assert [type(r).__name__ for r in results] == [
+        "Transcription", "Transcription", "AudioError", "AudioError", "Transcription",
+    ]  # fmt: skip
+    assert "missing.wav: cannot read audio" in str(results[2])
+    assert "silent.wav: audio is digital silence" in str(results[3])
+    for path, result in zip(paths, results, strict=True):
+        if isinstance(result, AudioError):
+            continue
+        alone = transcriber.transcribe(path, keep_features=keep)
+        assert result.path == os.fspath(path)
+        np.testing.assert_array_equal(result.probabilities, alone.probabilities)
+        np.testing.assert_array_equal(result.features, alone.features)
+        assert result.first_frame == alone.first_frame
+        for times, expected in zip(result.times, alone.times, strict=True):
+            np.testing.assert_array_equal(times, expected)
+    # And the files after a good one and after the silent one against the model's own pass.
+    for index in (1, 4):
+        features = compute_features(load_audio(paths[index], CONFIG), CONFIG)
+        x = {"features": features[None], "lengths": np.array([len(features)])}
+        expected = model(x).numpy()[0]
+        np.testing.assert_allclose(results[index].probabilities, expected, atol=2e-5)
+        assert sum(len(t) for t in results[index].times) > 0  # the decoding found something
+
+
 def test_blas_threads_are_limited_inside_and_restored_after():
     from threadpoolctl import threadpool_info
 
