@@ -1,6 +1,7 @@
 """Drum recipe speed: a LoCo training step against the fully supervised twin's, and inference.
 
     python bench/drums_bench.py [--repeats 15] [--audio-seconds 60] [--sizes F,F,.../LSTM/DENSE]
+                                [--batch-files 20] [--batch-seconds 27]
 
 Training: one `train_on_batch` of the §6.1 network (one 3-class ConvLSTM, batch 32 x 400
 frames x 80 mel x 2 channels) with `LocoLoss(k_max=31)` (counts) and with the twin's
@@ -18,6 +19,8 @@ cores, the dense mel product and a float64 log, 16-bit files read as floats), an
 features from `librosa.feature.melspectrogram`; the network with Keras's LSTM layer instead of
 `lstm_recurrence`; and, for end to end, both of those together (the transcriber as it was
 before).
+And a folder of shorter files (by default 20 of 27 s, the mean length of 20 GMD test takes), with
+bfloat16: one `transcribe` per file against `transcribe_many`, as `loco predict` runs them.
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
 does not depend on its weights or on the audio, so an untrained network and noise measure it.
 Target: >= 500 x real time end to end.
@@ -200,6 +203,37 @@ def inference(
     return {name: audio_seconds / seconds for name, seconds in times.items()}
 
 
+def batch_inference(repeats: int, files: int, seconds: float) -> dict[str, float]:
+    """A folder of `files` files of `seconds` each (44.1 kHz stereo noise), bfloat16: one
+    `transcribe` after another against `transcribe_many` (what `loco predict` does), which
+    computes the next file's features while the network finishes this one's."""
+    config = FeatureConfig()
+    keras.utils.set_random_seed(0)
+    model = build_drum_model(DrumTrainConfig(), config)
+    transcriber = DrumTranscriber(
+        model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3, encoder_dtype="bfloat16"
+    )
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for index in range(files):
+            paths.append(os.path.join(folder, f"take{index:02d}.wav"))
+            audio = rng.normal(0, 0.1, (int(seconds * 44100), 2)).astype(np.float32)
+            soundfile.write(paths[-1], audio, 44100, subtype="PCM_16")
+        times = interleaved(
+            {
+                f"{files} files of {seconds:g} s, bfloat16, one transcribe each": lambda: [
+                    transcriber.transcribe(path) for path in paths
+                ],
+                f"{files} files of {seconds:g} s, bfloat16, transcribe_many": lambda: list(
+                    transcriber.transcribe_many(paths)
+                ),
+            },
+            repeats,
+        )
+    return {name: files * seconds / elapsed for name, elapsed in times.items()}
+
+
 def sizes_name(config: DrumTrainConfig) -> str:
     """`config`'s sizes as --sizes takes them: FILTERS/LSTM/DENSE."""
     return f"{','.join(map(str, config.filters))}/{config.lstm_units}/{config.dense_units}"
@@ -254,6 +288,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--audio-seconds", type=float, default=60.0)
+    parser.add_argument("--batch-files", type=int, default=20, help="Files in the batch rows.")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=27.0, help="Seconds of each batch file."
+    )
     parser.add_argument(
         "--sizes",
         type=parse_sizes,
@@ -265,6 +303,7 @@ def main() -> None:
 
     steps = training_steps(args.repeats)
     speed = inference(max(3, args.repeats // 3), args.audio_seconds, args.sizes)
+    batch = batch_inference(max(3, args.repeats // 3), args.batch_files, args.batch_seconds)
     loco, twin = steps["LoCo (counts)"], steps["twin (frames, BCE)"]
     print(f"\nTraining step, batch {BATCH} x {FRAMES} frames (median of {args.repeats}):")
     print(f"  {'model':<32} {'ms':>8} {'ratio to twin':>14}")
@@ -274,6 +313,8 @@ def main() -> None:
     print(f"\nInference on {args.audio_seconds:.0f} s of 44.1 kHz stereo audio:")
     print(f"  {'stage':<56} {'x real time':>12}")
     for name, ratio in speed.items():
+        print(f"  {name:<56} {ratio:12.0f}")
+    for name, ratio in batch.items():
         print(f"  {name:<56} {ratio:12.0f}")
     print("  (target >= 500 x end to end)")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
@@ -308,6 +349,7 @@ def main() -> None:
                 "train_step_ms": {k: round(1000 * v, 2) for k, v in steps.items()},
                 "loco_over_twin": round(loco / twin, 4),
                 "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
+                "batch_x_real_time": {k: round(v, 1) for k, v in batch.items()},
                 "end_to_end_bf16_over_baseline": round(gain, 3),
                 "front_end_over_baseline": round(front, 3),
                 "network_bf16_over_keras_lstm": round(recurrence, 3),
