@@ -57,6 +57,7 @@ from loco_tf.recipes.drums import (
     FrameCrossEntropy,
     audio_feature_blocks,
     build_drum_model,
+    conv_lstm_config,
     frame_targets,
 )
 
@@ -176,10 +177,8 @@ def inference(
                 [DecodingParameters()] * 3, encoder_dtype="bfloat16",
             )  # fmt: skip
             extra = {
-                f"network, bfloat16, {sizes_name(wider)}": lambda: wide.streamer.run(
-                    feature_matrix
-                ),
-                f"end to end, bfloat16, {sizes_name(wider)}": lambda: wide.transcribe(path),
+                sized_row("network", wider): lambda: wide.streamer.run(feature_matrix),
+                sized_row("end to end", wider): lambda: wide.transcribe(path),
             }
         times = interleaved(
             {
@@ -234,6 +233,11 @@ def batch_inference(repeats: int, files: int, seconds: float) -> dict[str, float
     return {name: files * seconds / elapsed for name, elapsed in times.items()}
 
 
+def sized_row(stage: str, config: DrumTrainConfig) -> str:
+    """The table's row name of `stage` ("network" or "end to end") for `--sizes`' network."""
+    return f"{stage}, bfloat16, {sizes_name(config)}"
+
+
 def sizes_name(config: DrumTrainConfig) -> str:
     """`config`'s sizes as --sizes takes them: FILTERS/LSTM/DENSE."""
     return f"{','.join(map(str, config.filters))}/{config.lstm_units}/{config.dense_units}"
@@ -269,18 +273,20 @@ def librosa_front_end(path: str, config: FeatureConfig) -> np.ndarray:
 
 
 def network_macs_per_second(config: DrumTrainConfig, feature_config: FeatureConfig) -> float:
-    """Multiply-accumulates of the network per second of audio, counted from its layers:
-    what any implementation must compute, to set the measured speed against."""
-    bins, channels, macs = feature_config.n_mels, 2, 0
-    k_time, k_freq = 3, 4
-    for index, filters in enumerate(config.filters):
+    """Multiply-accumulates of the network per second of audio, counted from its layers (as
+    `conv_lstm_config` builds them: kernel, pooling, sizes): what any implementation must
+    compute, to set the measured speed against."""
+    network = conv_lstm_config(config, feature_config, CLASSES)
+    bins, channels, macs = network.n_bins, network.channels, 0
+    k_time, k_freq = network.kernel_size
+    for index, filters in enumerate(network.filters):
         macs += bins * filters * channels * k_time * k_freq
         channels = filters
-        if index in (1, 3, 5):
+        if index in network.pool_after:
             bins //= 2
     inputs = bins * channels
-    macs += 4 * config.lstm_units * (inputs + config.lstm_units)
-    macs += config.lstm_units * config.dense_units + config.dense_units * CLASSES
+    macs += 4 * network.lstm_units * (inputs + network.lstm_units)
+    macs += network.lstm_units * network.dense_units + network.dense_units * CLASSES
     return macs * feature_config.frame_rate
 
 
@@ -335,7 +341,7 @@ def main() -> None:
     )
     if args.sizes is not None:
         wide_macs = network_macs_per_second(args.sizes, FeatureConfig())
-        wide = speed[f"network, bfloat16, {sizes_name(args.sizes)}"]
+        wide = speed[sized_row("network", args.sizes)]
         print(
             f"  network {sizes_name(args.sizes)} (filters/LSTM/dense): {wide_macs / 1e6:.0f} M "
             "multiply-adds per audio "
