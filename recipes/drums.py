@@ -895,7 +895,9 @@ class DrumTranscriber:
         previous file's last chunk. On 20 files of 27 s (44.1 kHz stereo, drums/7) that was
         1.12x as fast as one `transcribe` after another with bfloat16 convolutions (515x
         against 459x real time) and 1.09x in float32 (343x against 314x). Lazy: a file is read
-        when the results before it have been taken.
+        when the results before it have been taken. Until the iteration ends (or the iterator
+        is closed), BLAS runs on `front_end_blas_threads` threads in the whole process, as
+        during `transcribe`.
         """
         first = last = 0
         if keep_features is not None:
