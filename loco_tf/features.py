@@ -153,8 +153,8 @@ def _window(n_fft: int) -> np.ndarray:
 
 
 # Mel filters per matrix product in `_log_mel`: each group multiplies only the FFT bins its
-# filters cover (a tenth of the dense product's work with 10, since a Slaney filter spans just
-# the bins between its neighbours' centres).
+# filters cover, since a Slaney filter spans just the bins between its neighbours' centres
+# (for the default 80 bands, 10 per group do 13 % of the dense product's multiply-adds).
 _FILTERS_PER_GROUP = 10
 
 
