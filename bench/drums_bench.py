@@ -137,29 +137,41 @@ def training_steps(repeats: int) -> dict[str, float]:
     return interleaved(functions, repeats)
 
 
+def paper_model(config: FeatureConfig) -> keras.Model:
+    """The §6.1 network, untrained (seed 0): its cost does not depend on its weights."""
+    keras.utils.set_random_seed(0)
+    return build_drum_model(DrumTrainConfig(), config)
+
+
+def bench_transcriber(
+    model: keras.Model, config: FeatureConfig, encoder_dtype: str = "float32"
+) -> DrumTranscriber:
+    """`model` as `loco predict` runs it, with default decoding (its hits are not scored)."""
+    return DrumTranscriber(
+        model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
+        encoder_dtype=encoder_dtype,
+    )  # fmt: skip
+
+
+def write_noise(path: str, seconds: float, rng: np.random.Generator) -> None:
+    """`seconds` of noise as a 16-bit stereo WAV at 44.1 kHz, a user's usual recording (the
+    down-mix and the resampling are part of what is timed)."""
+    audio = rng.normal(0, 0.1, (int(seconds * 44100), 2)).astype(np.float32)
+    soundfile.write(path, audio, 44100, subtype="PCM_16")
+
+
 def inference(
-    repeats: int, audio_seconds: float, wider: DrumTrainConfig | None = None
+    model: keras.Model, repeats: int, audio_seconds: float, wider: DrumTrainConfig | None = None
 ) -> dict[str, float]:
     config = FeatureConfig()
-    keras.utils.set_random_seed(0)
-    model = build_drum_model(DrumTrainConfig(), config)
-    transcriber = DrumTranscriber(model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3)
-    rate = 44100
-    samples = (int(audio_seconds * rate), 2)  # stereo, as a user's recordings usually are
-    audio = np.random.default_rng(0).normal(0, 0.1, samples).astype(np.float32)
+    transcriber = bench_transcriber(model, config)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "noise.wav")
-        soundfile.write(path, audio, rate, subtype="PCM_16")
+        write_noise(path, audio_seconds, np.random.default_rng(0))
         feature_matrix = compute_features(load_audio(path, config), config)
         streamer: CausalStreamer = transcriber.streamer
-        fast = DrumTranscriber(
-            model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
-            encoder_dtype="bfloat16",
-        )  # fmt: skip
-        before = DrumTranscriber(
-            model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3,
-            encoder_dtype="bfloat16",
-        )  # fmt: skip
+        fast = bench_transcriber(model, config, "bfloat16")
+        before = bench_transcriber(model, config, "bfloat16")
         before.streamer = CausalStreamer(model, before.streamer.chunk_frames, "bfloat16", False)
 
         def transcribe_before():
@@ -172,10 +184,7 @@ def inference(
 
         extra = {}
         if wider is not None:  # the same chunked pass for a network of other sizes
-            wide = DrumTranscriber(
-                build_drum_model(wider, config), config, ("KD", "SD", "HH"),
-                [DecodingParameters()] * 3, encoder_dtype="bfloat16",
-            )  # fmt: skip
+            wide = bench_transcriber(build_drum_model(wider, config), config, "bfloat16")
             extra = {
                 sized_row("network", wider): lambda: wide.streamer.run(feature_matrix),
                 sized_row("end to end", wider): lambda: wide.transcribe(path),
@@ -202,23 +211,18 @@ def inference(
     return {name: audio_seconds / seconds for name, seconds in times.items()}
 
 
-def batch_inference(repeats: int, files: int, seconds: float) -> dict[str, float]:
+def batch_inference(
+    model: keras.Model, repeats: int, files: int, seconds: float
+) -> dict[str, float]:
     """A folder of `files` files of `seconds` each (44.1 kHz stereo noise), bfloat16: one
     `transcribe` after another against `transcribe_many` (what `loco predict` does), which
     computes the next file's features while the network finishes this one's."""
-    config = FeatureConfig()
-    keras.utils.set_random_seed(0)
-    model = build_drum_model(DrumTrainConfig(), config)
-    transcriber = DrumTranscriber(
-        model, config, ("KD", "SD", "HH"), [DecodingParameters()] * 3, encoder_dtype="bfloat16"
-    )
+    transcriber = bench_transcriber(model, FeatureConfig(), "bfloat16")
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as folder:
-        paths = []
-        for index in range(files):
-            paths.append(os.path.join(folder, f"take{index:02d}.wav"))
-            audio = rng.normal(0, 0.1, (int(seconds * 44100), 2)).astype(np.float32)
-            soundfile.write(paths[-1], audio, 44100, subtype="PCM_16")
+        paths = [os.path.join(folder, f"take{index:02d}.wav") for index in range(files)]
+        for path in paths:
+            write_noise(path, seconds, rng)
         times = interleaved(
             {
                 f"{files} files of {seconds:g} s, bfloat16, one transcribe each": lambda: [
@@ -308,8 +312,9 @@ def main() -> None:
     args = parser.parse_args()
 
     steps = training_steps(args.repeats)
-    speed = inference(max(3, args.repeats // 3), args.audio_seconds, args.sizes)
-    batch = batch_inference(max(3, args.repeats // 3), args.batch_files, args.batch_seconds)
+    model = paper_model(FeatureConfig())
+    speed = inference(model, max(3, args.repeats // 3), args.audio_seconds, args.sizes)
+    batch = batch_inference(model, max(3, args.repeats // 3), args.batch_files, args.batch_seconds)
     loco, twin = steps["LoCo (counts)"], steps["twin (frames, BCE)"]
     print(f"\nTraining step, batch {BATCH} x {FRAMES} frames (median of {args.repeats}):")
     print(f"  {'model':<32} {'ms':>8} {'ratio to twin':>14}")
