@@ -5,18 +5,7 @@ TensorFlow objects: the exact log-space count loss, the layers around it, and th
 """
 
 from loco_tf import _startup
-
-with _startup.quiet_start_up(_startup.is_command_line()):
-    import tensorflow as _tf
-
-    if _startup.is_command_line():
-        _tf.config.list_physical_devices()  # its line about CUDA comes now, while held back
-
-from loco_tf import events, hilbert, metrics, models, ops  # noqa: E402
 from loco_tf._version import __version__
-from loco_tf.initializers import CountPriorBias, count_prior_bias
-from loco_tf.layers import CountDistribution, EventProbabilities
-from loco_tf.losses import LocoLoss
 
 __all__ = [
     "CountDistribution",
@@ -31,3 +20,29 @@ __all__ = [
     "models",
     "ops",
 ]
+
+if not _startup.is_command_line():
+    # A program that imports the package gets all of it now, TensorFlow included, and Keras
+    # knows its serializable layers, loss and initializer (`keras.models.load_model` finds
+    # them). The `loco` command instead imports it when a command runs, quietly
+    # (`_startup.start_command`), so that `loco --help` does not wait for TensorFlow.
+    from loco_tf._api import (
+        CountDistribution,
+        CountPriorBias,
+        EventProbabilities,
+        LocoLoss,
+        count_prior_bias,
+        events,
+        hilbert,
+        metrics,
+        models,
+        ops,
+    )
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from loco_tf import _api
+
+        return getattr(_api, name)
+    raise AttributeError(f"module 'loco_tf' has no attribute {name!r}")

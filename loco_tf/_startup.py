@@ -5,11 +5,12 @@ no CUDA driver, the CPU's instruction sets, each from two libraries) and its fir
 devices an error line ("failed call to cuInit") on a machine without a GPU. They come from
 C++ before absl's logging is set up, so `TF_CPP_MIN_LOG_LEVEL` does not silence them all, and
 a user of the command line reads them as a fault. For the `loco` command (and `python -m
-loco_tf`) this module catches file descriptor 2 while TensorFlow is imported and finds its
-devices, and writes back every line that is not one of those: warnings, errors and anything
-else still show. It also sets `TF_CPP_MIN_LOG_LEVEL=1` (TensorFlow's informational lines off)
-unless the user has set it. `LOCO_TF_VERBOSE=1` shows everything. Importing `loco_tf` as a
-library changes nothing.
+loco_tf`) this module catches file descriptor 2 while TensorFlow and the package are imported
+and TensorFlow finds its devices (`start_command`, run by the command just before a command's
+work, so that `--help` and `--version` need no TensorFlow), and writes back every line that is
+not one of those: warnings, errors and anything else still show. It also sets
+`TF_CPP_MIN_LOG_LEVEL=1` (TensorFlow's informational lines off) unless the user has set it.
+`LOCO_TF_VERBOSE=1` shows everything. Importing `loco_tf` as a library changes nothing.
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ _START_UP_NOISE = re.compile(
 
 
 def is_command_line() -> bool:
-    """Whether this process is the `loco` command (or `python -m loco_tf`)."""
-    if not sys.argv:
-        return False
-    program = sys.argv[0]
-    # `python -m loco_tf` imports the package while argv[0] is still "-m".
-    return os.path.basename(program) in ("loco", "loco.exe") or program == "-m"
+    """Whether this process is the `loco` command or `python -m loco_tf`."""
+    if sys.argv and os.path.basename(sys.argv[0]) in ("loco", "loco.exe"):
+        return True
+    # `python [options] -m loco_tf ...`: sys.argv[0] is "-m" while the package is imported,
+    # then __main__.py's path; the interpreter's own arguments name the module.
+    arguments = list(getattr(sys, "orig_argv", []))
+    return "-mloco_tf" in arguments or any(
+        arguments[i : i + 2] == ["-m", "loco_tf"] for i in range(len(arguments))
+    )
 
 
 def filter_start_up(text: str) -> str:
@@ -80,3 +84,17 @@ def quiet_start_up(enabled: bool) -> Iterator[None]:
             if text:
                 sys.stderr.write(text)
                 sys.stderr.flush()
+
+
+def start_command() -> None:
+    """For the `loco` command, before a command's work: TensorFlow and the whole package
+    imported, and TensorFlow's devices listed, with its start-up lines held back. Elsewhere
+    (a program importing `loco_tf`, which imports all of it at once) nothing happens."""
+    if not is_command_line():
+        return
+    with quiet_start_up(True):
+        import tensorflow as tf
+
+        import loco_tf._api  # noqa: F401  (what a library import of loco_tf imports)
+
+        tf.config.list_physical_devices()  # its line about CUDA comes now, while held back

@@ -44,8 +44,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multiworker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+from loco_tf._choices import PRECISIONS, STRATEGIES
 
 
 def split_cpu(devices: int) -> None:

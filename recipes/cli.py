@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
+from loco_tf import _startup
 from loco_tf._version import __version__
 from loco_tf.recipes.drums_cli import COMMANDS as DRUM_COMMANDS
 from loco_tf.recipes.prepare_cli import prepare
@@ -164,3 +167,31 @@ def _a_test_file(data: str, kit: str) -> tuple[str | None, str | None]:
 main.add_command(prepare)
 for command in (*DRUM_COMMANDS, *SERVING_COMMANDS):
     main.add_command(command)
+
+
+def _start_first(command: click.Command, done: set[int]) -> None:
+    """Every command of the tree starts its work with `_startup.start_command()` (TensorFlow
+    and the package imported, with TensorFlow's start-up lines held back). Only the work: a
+    command's options are parsed first, so `--help`, `--version` and a mistyped option answer
+    without waiting seconds for TensorFlow."""
+    if id(command) in done:
+        return
+    done.add(id(command))
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _start_first(subcommand, done)
+        return
+    for task_command in getattr(command, "tasks", {}).values():  # digits_cli.TaskDispatch
+        _start_first(task_command, done)
+    if command.callback is not None:
+        work = command.callback
+
+        @functools.wraps(work)
+        def started(*args, **kwargs):
+            _startup.start_command()
+            return work(*args, **kwargs)
+
+        command.callback = started
+
+
+_start_first(main, set())

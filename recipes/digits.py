@@ -58,14 +58,14 @@ from loco_tf.pipelines.digits import (
     CLASS_NAMES,
     TEST,
     TEST_SINGLE,
-    TRAIN,
-    VALIDATION,
     Canvas,
     DigitManifest,
     iterate_canvases,
     read_digit_manifest,
     training_dataset,
 )
+from loco_tf.recipes.configs import DIGIT_FULL as FULL  # noqa: F401 (a public name here)
+from loco_tf.recipes.configs import DigitTrainConfig
 from loco_tf.recipes.drums import (
     count_error,
     fit_resumably,
@@ -87,77 +87,6 @@ DIGIT_HEIGHT = 28
 _BEST = "best.keras"  # the file names of the run folder are `drums.prepare_run_folder`'s
 # A run may be resumed with these changed: e.g. more or fewer epochs than first planned.
 _RESUMABLE_CHANGES = {"out", "epochs", "patience", "validation_steps", "tensorboard"}
-
-
-@dataclasses.dataclass(frozen=True)
-class DigitTrainConfig:
-    """A digit training run; `loco train digits` has one option per field.
-
-    Attributes:
-        data: folder of the sets written by `loco prepare digits`.
-        out: output folder (model, checkpoints, backup, history, logs).
-        train_set, validation_set: set names in `data`, or `.manifest.json` paths.
-        width: VGG-13's filters are multiplied by this (1 is the paper's network).
-        window: sub-image side in pixels (32: VGG's five poolings end at 1 x 1).
-        stride: pixels between windows (the paper's 8 px granularity). The canvas size of the
-            data must equal `window + stride * (2**n - 1)`.
-        batch_norm: batch normalisation after each convolution (not in the paper, which `FULL`
-            follows; see `VGGLSTMConfig`).
-        lstm_units, dense_units: 48 and 24 in the paper.
-        k_max: last count bin of the loss (eq. 14); at least the most digits per canvas.
-        prior_zero_mass: omega of the eq. 15 output bias.
-        learning_rate: Adam's.
-        batch_size: canvases per batch.
-        epochs: at most this many epochs.
-        steps_per_epoch: batches per epoch (the training set repeats).
-        validation_steps: validation batches per epoch; None for the whole set.
-        patience: epochs without a better validation loss before stopping.
-        shuffle_buffer: canvases in the shuffle buffer.
-        threshold: smallest peak of p(t) that is a detection.
-        tensorboard: write TensorBoard logs to `out/logs`.
-        backup_every: batches between backups; None backs up at the end of each epoch.
-        seed: weights and shuffling.
-    """
-
-    data: str = "data/digits"
-    out: str = "runs/digits"
-    train_set: str = TRAIN
-    validation_set: str = VALIDATION
-    width: float = 0.125
-    window: int = 32
-    stride: int = 8
-    batch_norm: bool = True
-    lstm_units: int = 48
-    dense_units: int = 24
-    k_max: int = 8
-    prior_zero_mass: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 24
-    steps_per_epoch: int = 200
-    validation_steps: int | None = None
-    patience: int = 4
-    shuffle_buffer: int = 4096
-    threshold: float = 0.5
-    tensorboard: bool = False
-    backup_every: int | None = None
-    seed: int = 0
-
-    def __post_init__(self):
-        if min(self.batch_size, self.epochs, self.steps_per_epoch, self.k_max) < 1:
-            raise ValueError(f"batch_size, epochs, steps_per_epoch, k_max must be positive: {self}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
-        vgg13_filters(self.width)  # raises on a bad width
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return dict(self.__dict__)
-
-
-FULL = {"width": 1.0, "batch_norm": False, "epochs": 30, "steps_per_epoch": 1875, "patience": 6}
-"""`--full`: the paper's VGG-13 (all filters), a pass over the 60,000 training canvases per
-epoch (batch 32); for a GPU."""
 
 
 def model_config(config: DigitTrainConfig, image_size: int) -> VGGLSTMConfig:

@@ -16,7 +16,8 @@ import typing
 import click
 
 from loco_tf.recipes.cli_options import PROGRESS, overwrite_option, progress_option
-from loco_tf.recipes.digits import FULL, DigitTrainConfig
+from loco_tf.recipes.configs import DIGIT_FULL as FULL
+from loco_tf.recipes.configs import DigitTrainConfig
 
 _HELP = {
     "data": "Folder of the sets written by `loco prepare digits`.",

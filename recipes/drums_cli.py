@@ -24,8 +24,8 @@ from pathlib import Path
 import click
 
 from loco_tf.recipes.cli_options import PROGRESS, overwrite_option, progress_option
+from loco_tf.recipes.configs import DrumTrainConfig
 from loco_tf.recipes.digits_cli import TaskDispatch, evaluate_digits, plot_digits, train_digits
-from loco_tf.recipes.drums import DrumTrainConfig
 
 _HELP = {
     "data": "Folder of the sets written by `loco prepare drums` (or `loco prepare piano`).",
@@ -246,7 +246,7 @@ def train_drums(overwrite: bool, evaluate: bool, progress: str, **options) -> No
 
 
 def _piano_defaults():
-    from loco_tf.recipes.piano import piano_config
+    from loco_tf.recipes.configs import piano_config
 
     return piano_config()
 

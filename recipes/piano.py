@@ -39,9 +39,11 @@ import mir_eval
 import numpy as np
 
 from loco_tf.metrics import Evaluation, precision_recall_f1
-from loco_tf.pipelines.readers import PIANO_PITCHES
+from loco_tf.recipes.configs import PIANO_BAND as BAND
+from loco_tf.recipes.configs import PIANO_CLASSES, piano_config  # noqa: F401 (public here)
+from loco_tf.recipes.configs import PIANO_CPU_DEFAULTS as CPU_DEFAULTS  # noqa: F401
+from loco_tf.recipes.configs import PIANO_FULL as FULL  # noqa: F401
 from loco_tf.recipes.drums import (
-    DrumTrainConfig,
     consecutive_ranges,
     newest_version,
     plot_spectrogram,
@@ -49,40 +51,9 @@ from loco_tf.recipes.drums import (
 
 PathLike = str | os.PathLike
 
-PIANO_CLASSES = tuple(PIANO_PITCHES)
-BAND = 10
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "saved_models" / "piano"
 NOTE_SECONDS = 0.25
 """Duration of the notes written to MIDI and given to mir_eval (onsets only are scored)."""
-
-CPU_DEFAULTS: dict[str, Any] = dict(
-    data="data-piano",
-    out="runs/piano",
-    train_set="piano-train",
-    validation_set="piano-validation",
-    classes=PIANO_CLASSES,
-    k_max=42,
-    band_size=0,
-    decoding_band_size=BAND,
-    filters=(8, 8, 16, 16, 16, 16),
-    lstm_units=96,
-    dense_units=64,
-    task="piano",
-)
-FULL: dict[str, Any] = dict(
-    band_size=BAND,
-    filters=(16, 16, 32, 32, 32, 32),
-    lstm_units=48,
-    dense_units=32,
-    stack_probability=0.25,
-)
-"""What `--full` changes: the paper's §7.1 configuration."""
-
-
-def piano_config(full: bool = False, **overrides) -> DrumTrainConfig:
-    """The piano training config: CPU defaults, or the paper's with `full`, then `overrides`."""
-    values = {**CPU_DEFAULTS, **(FULL if full else {}), **overrides}
-    return DrumTrainConfig(**values)
 
 
 def shipped_model() -> Path | None:

@@ -135,3 +135,15 @@ def test_full_is_the_paper_network_unless_an_option_says_otherwise(data, tmp_pat
     defaults = digits.DigitTrainConfig()
     changed = {k for k, v in digits.FULL.items() if getattr(defaults, k) != v} - {"width", "epochs"}
     assert changed and all(getattr(config, k) == digits.FULL[k] for k in changed)
+
+
+def test_the_run_config_defaults_to_the_set_names_the_data_is_written_with():
+    # `recipes.configs` spells them out (it imports no TensorFlow, `pipelines.digits` does).
+    from loco_tf.pipelines import digits as digit_data
+    from loco_tf.recipes.configs import DigitTrainConfig
+
+    defaults = DigitTrainConfig()
+    assert (defaults.train_set, defaults.validation_set) == (
+        digit_data.TRAIN,
+        digit_data.VALIDATION,
+    )

@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import soundfile
 
 import loco_tf
 from loco_tf import _startup
@@ -90,3 +92,63 @@ def test_the_command_starts_quietly():
         capture_output=True, text=True, env=environment, timeout=120, check=True,
     )  # fmt: skip
     assert "cudart_stub.cc" in result.stderr or "port.cc" in result.stderr
+
+
+# Every command's --help, in one process that is the `loco` command (argv[0] "loco").
+EVERY_HELP = """
+import sys
+sys.argv[0] = "loco"
+import click
+from loco_tf.recipes.cli import main
+
+def paths(command, path):
+    if isinstance(command, click.Group):
+        for name, subcommand in command.commands.items():
+            yield from paths(subcommand, [*path, name])
+    else:
+        yield path
+        for task in getattr(command, "tasks", {}):  # `loco evaluate digits ...`
+            yield [*path, task]
+
+shown = 0
+for path in [[], *paths(main, [])]:
+    main.main([*path, "--help"], prog_name="loco", standalone_mode=False)
+    shown += 1
+main.main(["--version"], prog_name="loco", standalone_mode=False)
+print("commands", shown, "tensorflow", "tensorflow" in sys.modules, "keras", "keras" in sys.modules)
+"""
+
+
+def test_help_and_version_need_no_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-c", EVERY_HELP],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert result.stderr == ""
+    usages = [
+        "loco [OPTIONS] COMMAND", "loco train drums [OPTIONS]", "loco train piano [OPTIONS]",
+        "loco evaluate digits [OPTIONS]", "loco prepare drums [OPTIONS]",
+        "loco predict [OPTIONS] AUDIO",
+    ]  # fmt: skip
+    for usage in usages:
+        assert f"Usage: {usage}" in result.stdout
+    assert "--epochs INTEGER" in result.stdout  # the options built from the run configs
+    summary = result.stdout.splitlines()[-1].split()
+    assert summary[0] == "commands" and int(summary[1]) >= 15
+    assert summary[2:] == ["tensorflow", "False", "keras", "False"]
+
+
+def test_a_command_at_work_imports_tensorflow_quietly(tmp_path):
+    # `loco predict` on a file of noise: the shipped model runs, and stderr has nothing of
+    # TensorFlow's start (it is imported when the command's work begins).
+    audio = tmp_path / "noise.wav"
+    rng = np.random.default_rng(0)
+    soundfile.write(audio, (0.1 * rng.standard_normal(32000)).astype(np.float32), 32000)
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "loco_tf", "predict", str(audio), "--out", str(tmp_path)]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=environment, timeout=300, check=True
+    )
+    assert result.stdout.startswith(f"{audio}: 1.0 s, hits KD ")
+    assert (tmp_path / "noise.csv").is_file() and (tmp_path / "noise.mid").is_file()
+    assert result.stderr == ""
