@@ -38,6 +38,10 @@ if not _startup.is_command_line():
         models,
         ops,
     )
+elif _startup.is_worker_process():
+    # A worker the command started (e.g. `loco prepare`'s spawned renderers) imports TensorFlow
+    # through the modules it runs, before any command callback could: so, quietly, now.
+    _startup.start_command()
 
 
 def __getattr__(name: str):

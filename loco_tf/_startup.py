@@ -34,14 +34,24 @@ _START_UP_NOISE = re.compile(
 
 def is_command_line() -> bool:
     """Whether this process is the `loco` command or `python -m loco_tf`."""
-    if sys.argv and os.path.basename(sys.argv[0]) in ("loco", "loco.exe"):
+    program = sys.argv[0] if sys.argv else ""
+    if os.path.basename(program) in ("loco", "loco.exe"):
         return True
     # `python [options] -m loco_tf ...`: sys.argv[0] is "-m" while the package is imported,
-    # then __main__.py's path; the interpreter's own arguments name the module.
+    # then __main__.py's path (which the command's spawned workers are given); the
+    # interpreter's own arguments name the module.
+    if program.endswith(os.path.join("loco_tf", "__main__.py")):
+        return True
     arguments = list(getattr(sys, "orig_argv", []))
     return "-mloco_tf" in arguments or any(
         arguments[i : i + 2] == ["-m", "loco_tf"] for i in range(len(arguments))
     )
+
+
+def is_worker_process() -> bool:
+    """Whether this process is a worker started by multiprocessing's "spawn" method (which
+    gives it the parent's sys.argv: a worker of the `loco` command is the command too)."""
+    return "--multiprocessing-fork" in getattr(sys, "orig_argv", [])
 
 
 def filter_start_up(text: str) -> str:

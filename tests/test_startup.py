@@ -152,3 +152,37 @@ def test_a_command_at_work_imports_tensorflow_quietly(tmp_path):
     assert result.stdout.startswith(f"{audio}: 1.0 s, hits KD ")
     assert (tmp_path / "noise.csv").is_file() and (tmp_path / "noise.mid").is_file()
     assert result.stderr == ""
+
+
+WORKER_SCRIPT = """
+import sys
+
+sys.argv[0] = "loco"  # this program is the command; its spawned worker is given this argv
+import multiprocessing
+
+import loco_tf
+
+
+def work(_):
+    import loco_tf.pipelines.tfrecords  # imports TensorFlow, as `loco prepare`'s workers do
+
+    return "tensorflow" in sys.modules
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        print("worker imported tensorflow:", pool.map(work, [0])[0])
+"""
+
+
+def test_a_worker_of_the_command_imports_tensorflow_quietly(tmp_path):
+    # `loco prepare` renders in spawned worker processes; each imports TensorFlow on its own.
+    script = tmp_path / "command_with_a_worker.py"
+    script.write_text(WORKER_SCRIPT)
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True, text=True, env=environment, timeout=300, check=True,
+    )  # fmt: skip
+    assert result.stdout == "worker imported tensorflow: True\n"
+    assert result.stderr == ""
