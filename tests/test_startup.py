@@ -74,11 +74,17 @@ def test_the_user_can_ask_for_everything(capfd, monkeypatch):
 LIST_DEVICES = "tensorflow.config.list_physical_devices()"
 
 
+def _tensorflow_log_level_unset() -> dict[str, str]:
+    """This environment without TF_CPP_MIN_LOG_LEVEL: TensorFlow's start-up lines as a user sees
+    them."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
 def test_the_command_starts_quietly():
     # A fresh `python -m loco_tf`, which imports TensorFlow and looks for its devices. With CI
     # set, as continuous-integration services do: pyfluidsynth (imported by pretty_midi) then
     # prints where it found its library on stdout unless the package holds that line back.
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment = _tensorflow_log_level_unset()
     environment["CI"] = "true"
     result = subprocess.run(
         [sys.executable, "-m", "loco_tf", "--version"],
@@ -144,7 +150,7 @@ def test_a_command_at_work_imports_tensorflow_quietly(tmp_path):
     audio = tmp_path / "noise.wav"
     rng = np.random.default_rng(0)
     soundfile.write(audio, (0.1 * rng.standard_normal(32000)).astype(np.float32), 32000)
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment = _tensorflow_log_level_unset()
     command = [sys.executable, "-m", "loco_tf", "predict", str(audio), "--out", str(tmp_path)]
     result = subprocess.run(
         command, capture_output=True, text=True, env=environment, timeout=300, check=True
@@ -179,7 +185,7 @@ def test_a_worker_of_the_command_imports_tensorflow_quietly(tmp_path):
     # `loco prepare` renders in spawned worker processes; each imports TensorFlow on its own.
     script = tmp_path / "command_with_a_worker.py"
     script.write_text(WORKER_SCRIPT)
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    environment = _tensorflow_log_level_unset()
     result = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True, text=True, env=environment, timeout=300, check=True,
