@@ -81,9 +81,10 @@ def _tensorflow_log_level_unset() -> dict[str, str]:
 
 
 def test_the_command_starts_quietly():
-    # A fresh `python -m loco_tf`, which imports TensorFlow and looks for its devices. With CI
-    # set, as continuous-integration services do: pyfluidsynth (imported by pretty_midi) then
-    # prints where it found its library on stdout unless the package holds that line back.
+    # A fresh `python -m loco_tf --version` (which no longer imports TensorFlow: a command's work
+    # does, see the predict test below). With CI set, as continuous-integration services do:
+    # pyfluidsynth (imported by pretty_midi) then prints where it found its library on stdout
+    # unless the package holds that line back.
     environment = _tensorflow_log_level_unset()
     environment["CI"] = "true"
     result = subprocess.run(
