@@ -11,6 +11,8 @@ work, so that `--help` and `--version` need no TensorFlow), and writes back ever
 not one of those: warnings, errors and anything else still show. It also sets
 `TF_CPP_MIN_LOG_LEVEL=1` (TensorFlow's informational lines off) unless the user has set it.
 `LOCO_TF_VERBOSE=1` shows everything. Importing `loco_tf` as a library changes nothing.
+`loco export` holds its work the same way, for one error-level line about oneDNN that says
+nothing either (below).
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ _START_UP_NOISE = re.compile(
     r"|E\d{4} [\d:. ]+\d+ cuda_(platform|driver|executor)\.cc:\d+\] failed call to cuInit: .*"
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
     r"compiler flags\."
+    # Not start-up, but as empty: an error-level line oneDNN writes when a graph with boolean
+    # tensors first runs (`loco export`'s SavedModel), on CPUs with and without AVX-512 alike;
+    # TensorFlow then runs those ops with Eigen, which is all it means.
+    r"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with "
+    r"AVX-512\. Falling back to the default Eigen-based implementation if present\."
 )
 
 

@@ -59,18 +59,21 @@ def export(model_path: str, name: str, base_dir: str) -> None:
     card = Path(keras_path).with_name("MODEL_CARD.md")
     if card.is_file():
         extra.append(os.fspath(card))
-    try:
-        target = export_saved_model(transcriber.model, spec, base_dir, name, extra_files=extra)
-    except (ValueError, OSError) as error:
-        raise click.ClickException(f"cannot export to {base_dir}/{name}: {error}") from None
-
-    # Check: the export equals the Keras model on 3 s of probe audio.
-    config = transcriber.feature_config
-    rng = np.random.default_rng(0)
-    probe = (0.1 * rng.standard_normal(3 * config.sample_rate)).astype(np.float32)
-    exported = ExportedModel(target).predict(probe)
+    from loco_tf import _startup
     from loco_tf.features import compute_features
 
+    # TensorFlow's empty error line about oneDNN and booleans is left out for the command.
+    with _startup.quiet_start_up(_startup.is_command_line()):
+        try:
+            target = export_saved_model(transcriber.model, spec, base_dir, name, extra_files=extra)
+        except (ValueError, OSError) as error:
+            raise click.ClickException(f"cannot export to {base_dir}/{name}: {error}") from None
+
+        # Check: the export equals the Keras model on 3 s of probe audio.
+        config = transcriber.feature_config
+        rng = np.random.default_rng(0)
+        probe = (0.1 * rng.standard_normal(3 * config.sample_rate)).astype(np.float32)
+        exported = ExportedModel(target).predict(probe)
     reference = transcriber.probabilities(compute_features(probe, config))
     difference = float(np.abs(exported["probabilities"] - reference).max())
     click.echo(f"Exported {model_path} -> {target}")

@@ -25,6 +25,8 @@ To enable the following instructions: AVX2 AVX512F AVX512_VNNI AVX512_BF16 FMA, 
 operations, rebuild TensorFlow with the appropriate compiler flags.
 E0000 00:00:1795939405.341286    4385 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA \
 error: Failed call to cuInit: UNKNOWN ERROR (303)
+E0000 00:00:1795957495.475312    3336 util.cc:131] oneDNN supports DT_BOOL only on platforms with \
+AVX-512. Falling back to the default Eigen-based implementation if present.
 """
 
 KEPT = """\
@@ -32,6 +34,7 @@ E0000 00:00:1795939405.341286    4385 op_kernel.cc:1857] OP_REQUIRES failed at c
 /usr/lib/python3/site-packages/foo.py:3: DeprecationWarning: bar is deprecated
 W0000 00:00:1795939405.341286    4385 cuda_executor.cc:10] something else about CUDA
 To enable the following instructions: do something else
+E0000 00:00:1795957495.475312    3336 util.cc:131] oneDNN supports DT_HALF only on some platforms.
 """
 
 
