@@ -438,7 +438,7 @@ bfloat16_option = click.option(
     is_flag=True,
     help="Run the network's convolutions in bfloat16: the network took half its float32 time "
     "here (a CPU with AVX512_BF16; CPUs without native bfloat16 may gain nothing); p(t) moves "
-    "by up to ~0.08, the drum test F1 did not change (README).",
+    "by up to ~0.08, the drum test F1 by at most 0.1 point (README).",
 )
 
 
