@@ -330,6 +330,28 @@ def test_a_stopped_run_ends_with_fewer_epochs_and_trains_on_with_more(data, tmp_
 
 
 @pytest.mark.slow
+def test_averaging_with_a_start_of_the_other_supervision_is_warned_about(model_dir, data, tmp_path):
+    # model_dir was trained on counts: averaging a frames run with it is warned about at the
+    # start of the run; the same average of a counts run, or no average, is not.
+    frames = tiny_config(
+        data["dir"], tmp_path / "frames", epochs=1, steps_per_epoch=1, init_from=str(model_dir),
+        supervision="frames", average_weight=0.5,
+    )  # fmt: skip
+    messages = []
+    drums.train(frames, verbose=0, log=messages.append)
+    warnings = [m for m in messages if m.startswith("warning: --average-weight")]
+    assert len(warnings) == 1 and "--supervision counts" in warnings[0]
+    assert messages.index(warnings[0]) < messages.index(
+        "Tuning the decoding on the validation files ..."
+    )
+    counts = dataclasses_replace(frames, supervision="counts", out=os.fspath(tmp_path / "counts"))
+    assert drums.averaging_across_supervisions(counts) is None
+    assert (
+        drums.averaging_across_supervisions(dataclasses_replace(frames, average_weight=0.0)) is None
+    )
+
+
+@pytest.mark.slow
 def test_a_run_can_start_from_a_trained_models_weights(model_dir, data, tmp_path):
     source = keras.saving.load_model(model_dir / drums.MODEL_FILE, compile=False)
     config = tiny_config(
