@@ -31,9 +31,9 @@ _START_UP_NOISE = re.compile(
     r"|E\d{4} [\d:. ]+\d+ cuda_(platform|driver|executor)\.cc:\d+\] failed call to cuInit: .*"
     r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate "
     r"compiler flags\."
-    # Not start-up, but as empty: an error-level line oneDNN writes when a graph with boolean
-    # tensors first runs (`loco export`'s SavedModel), on CPUs with and without AVX-512 alike;
-    # TensorFlow then runs those ops with Eigen, which is all it means.
+    # Not start-up, but as empty: an error-level line oneDNN writes for boolean ops during
+    # `loco export` (here on a CPU that has AVX-512); TensorFlow runs those ops with Eigen
+    # instead, which is all it means.
     r"|E\d{4} [\d:. ]+\d+ util\.cc:\d+\] oneDNN supports DT_BOOL only on platforms with "
     r"AVX-512\. Falling back to the default Eigen-based implementation if present\."
 )
