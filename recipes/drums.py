@@ -949,9 +949,7 @@ def averaging_across_supervisions(config: DrumTrainConfig) -> str | None:
     with an offset), so the mean of the two networks is neither."""
     if not config.average_weight:
         return None
-    _, json_path = model_files(config.init_from)
-    with open(json_path, encoding="utf-8") as file:
-        start = json.load(file).get("train_config", {}).get("supervision", "counts")
+    start = load_description(config.init_from).get("train_config", {}).get("supervision", "counts")
     if start == config.supervision:
         return None
     return (
