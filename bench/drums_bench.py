@@ -25,8 +25,10 @@ Reported as seconds of audio per wall second, median of interleaved repeats. The
 does not depend on its weights or on the audio, so an untrained network and noise measure it.
 Target: >= 500 x real time end to end.
 
-Numbers are for this machine and its load at the time (2 cores, shared); compare ratios within
-one run. Prints a table and one JSON line.
+Like the `loco` command, the bench first sets glibc's malloc to reuse freed blocks
+(`loco_tf.allocator.tune_malloc`; `--glibc-malloc` keeps the defaults, as runs before
+2026-11-29 had them). Numbers are for this machine and its load at the time (2 cores, shared);
+compare ratios within one run. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import scipy.fft
 import soundfile
 
 from loco_tf import LocoLoss, features
+from loco_tf.allocator import tune_malloc
 from loco_tf.events import DecodingParameters
 from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.pipelines.audio import load_audio, mix_to_mono
@@ -309,7 +312,14 @@ def main() -> None:
         help="Also time a network of these sizes, FILTERS/LSTM/DENSE (e.g. 16,16,32,32,32,32/48/"
         "32, a model grown with `loco train drums --init-from`), beside the paper's.",
     )
+    parser.add_argument(
+        "--glibc-malloc",
+        action="store_true",
+        help="Keep glibc's malloc defaults (by default the bench tunes it as `loco` does; "
+        "bench/malloc_bench.py compares the two).",
+    )
     args = parser.parse_args()
+    tuned = False if args.glibc_malloc else tune_malloc()
 
     steps = training_steps(args.repeats)
     model = paper_model(FeatureConfig())
@@ -328,6 +338,7 @@ def main() -> None:
     for name, ratio in batch.items():
         print(f"  {name:<56} {ratio:12.0f}")
     print("  (target >= 500 x end to end)")
+    print(f"  malloc: {'tune_malloc, as the loco command' if tuned else 'glibc defaults'}")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
     front = speed["front end (read + resample + log-mel)"]
     front /= speed["front end before (8192-frame blocks, dense mel)"]
@@ -366,6 +377,7 @@ def main() -> None:
                 "network_bf16_over_keras_lstm": round(recurrence, 3),
                 "network_macs_per_audio_second": round(macs),
                 "sizes": None if args.sizes is None else sizes_name(args.sizes),
+                "tune_malloc": tuned,
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }

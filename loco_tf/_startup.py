@@ -104,11 +104,15 @@ def quiet_start_up(enabled: bool) -> Iterator[None]:
 
 
 def start_command() -> None:
-    """For the `loco` command, before a command's work: TensorFlow and the whole package
+    """For the `loco` command, before a command's work: glibc's malloc tuned for the
+    command's large arrays (`allocator.tune_malloc`), then TensorFlow and the whole package
     imported, and TensorFlow's devices listed, with its start-up lines held back. Elsewhere
     (a program importing `loco_tf`, which imports all of it at once) nothing happens."""
     if not is_command_line():
         return
+    from loco_tf import allocator
+
+    allocator.tune_malloc()
     with quiet_start_up(True):
         import tensorflow as tf
 
