@@ -943,10 +943,10 @@ def _average_with_start(model: keras.Model, config: DrumTrainConfig, feature_con
 def averaging_across_supervisions(config: DrumTrainConfig) -> str | None:
     """A warning when `config` averages with a start trained on the other supervision, or None.
 
-    Measured in session 19 (README, weak vs full for drums/8): drums/6 (counts) fine-tuned on
-    frame targets scored 82.3 % micro F1 on the unseen test kits, its average with drums/6
-    65.5 %. The two losses place events differently (LoCo's peaks come late and are decoded
-    with an offset), so the mean of the two networks is neither."""
+    Measured in session 19 (docs/drums-record.md, weak vs full for drums/8): drums/6 (counts)
+    fine-tuned on frame targets scored 82.3 % micro F1 on the unseen test kits, its average
+    with drums/6 65.5 %. The two losses place events differently (LoCo's peaks come late and
+    are decoded with an offset), so the mean of the two networks is neither."""
     if not config.average_weight:
         return None
     start = load_description(config.init_from).get("train_config", {}).get("supervision", "counts")
@@ -956,8 +956,9 @@ def averaging_across_supervisions(config: DrumTrainConfig) -> str | None:
         f"warning: --average-weight {config.average_weight} averages this run's weights "
         f"(--supervision {config.supervision}) with those of {config.init_from} (trained with "
         f"--supervision {start}). Networks trained on counts and on frame targets place events "
-        "differently, and such an average scored 17 points below its fine-tune alone (README, "
-        "weak vs full for drums/8); score the fine-tune alone too."
+        "differently, and such an average scored 17 points below its fine-tune alone "
+        "(docs/drums-record.md, weak vs full for drums/8's last step); score the fine-tune "
+        "alone too."
     )
 
 
