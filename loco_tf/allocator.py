@@ -13,7 +13,8 @@ Measured with `python bench/malloc_bench.py --rounds 5` (glibc's defaults agains
 settings, five fresh processes each, taking turns; 2 cores, 2026-11-29): the front end alone
 1.20x as fast (856x against 712x real time; every tuned run above every default run), one 60 s
 file end to end 1.15x (414x against 361x, bfloat16), a folder of 20 files 1.13x (431x against
-383x), a training step unchanged (1.02x). The churn itself is what tests/test_allocator.py
+383x), a training step unchanged (1.02x); a second such run, later: 1.18x, 1.05x, 1.13x and
+0.98x. The churn itself is what tests/test_allocator.py
 counts: three 4 MiB arrays made and dropped cost about 1,000 page faults a cycle with the
 defaults, none tuned. The cost is memory: freed heap stays with the process instead of
 going back to the kernel (the bench's peak resident memory, TensorFlow included, 2,517 MiB
