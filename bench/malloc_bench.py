@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 MODES = ("glibc defaults", "tune_malloc")
@@ -38,16 +37,6 @@ ROWS = {
     "transcribe_many, folder, bfloat16": "x real time",
     "LoCo training step": "ms",
 }
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def child(mode: str, folder: str, repeats: int, files: int, seconds: float) -> dict:
@@ -62,6 +51,9 @@ def child(mode: str, folder: str, repeats: int, files: int, seconds: float) -> d
     sys.path.insert(0, BENCH)
     import drums_bench
     from drums_bench import bench_transcriber, paper_model
+
+    def median_seconds(function, repeats: int) -> float:
+        return drums_bench.interleaved({"call": function}, repeats)["call"]
 
     from loco_tf.features import FeatureConfig
     from loco_tf.recipes.drums import audio_feature_blocks
