@@ -975,9 +975,11 @@ def averaging_across_supervisions(config: DrumTrainConfig) -> str | None:
 
 def _init_from_weights(model: keras.Model, config: DrumTrainConfig, feature_config) -> list:
     """The weights of `config.init_from`, checked against `model` and the data's features."""
-    keras_path, json_path = model_files(config.init_from)
-    with open(json_path, encoding="utf-8") as file:
-        description = json.load(file)
+    keras_path, _ = model_files(config.init_from)
+    try:
+        description = load_description(config.init_from)
+    except (OSError, ValueError) as error:  # unreadable, not JSON, or not a drum model's
+        raise ValueError(f"--init-from {config.init_from}: {error}") from None
     if FeatureConfig.from_dict(description["feature_config"]) != feature_config:
         raise ValueError(
             f"--init-from {config.init_from}: its features are not the data's "

@@ -384,6 +384,17 @@ def test_a_run_can_start_from_a_trained_models_weights(model_dir, data, tmp_path
     other = tiny_config(data["dir"], tmp_path / "b", classes=("KD", "SD"), init_from=str(model_dir))
     with pytest.raises(ValueError, match="--init-from .* classes"):
         drums.train(other, verbose=0)
+    # A folder whose model.json is not a loco-tf drum model's is refused, naming the file.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    shutil.copy(model_dir / drums.MODEL_FILE, foreign / drums.MODEL_FILE)
+    (foreign / drums.MODEL_JSON).write_text('{"classes": ["KD", "SD", "HH"]}')
+    other = tiny_config(data["dir"], tmp_path / "c", init_from=str(foreign))
+    with pytest.raises(ValueError, match=r"--init-from .*model\.json: not a .* description"):
+        drums.train(other, verbose=0)
+    (foreign / drums.MODEL_JSON).write_text("{not json")
+    with pytest.raises(ValueError, match=r"--init-from .*foreign"):
+        drums.train(other, verbose=0)
     # A wider network grows from it: the run starts from the same p(t), and the average's
     # start is the grown network (its new units' own weights taken as the run's).
     grown = tiny_config(
