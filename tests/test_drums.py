@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import keras
@@ -609,6 +610,53 @@ def test_many_files_in_one_pass_give_each_files_own_transcription(tmp_path):
         expected = model(x).numpy()[0]
         np.testing.assert_allclose(results[index].probabilities, expected, atol=2e-5)
         assert sum(len(t) for t in results[index].times) > 0  # the decoding found something
+
+
+def test_read_ahead_reuses_its_worker_thread_and_cleans_up():
+    # The worker thread is reused from call to call (a fresh thread's arena cost ~4,000 page
+    # faults a `transcribe`), another is started only while one is busy, and a stopped or
+    # failed read-ahead still closes its items and leaves the worker usable.
+    def items(count, seen, closed=None):
+        try:
+            for item in range(count):
+                seen.append(threading.current_thread())
+                yield item
+        finally:
+            if closed is not None:
+                closed.append(True)
+
+    first, second = [], []
+    assert list(drums._read_ahead(items(5, first), 2)) == list(range(5))
+    assert list(drums._read_ahead(items(5, second), 2)) == list(range(5))
+    assert len(set(first)) == 1 and set(first) == set(second)
+    assert threading.current_thread() not in first
+    # Two consumed in turn run side by side, in two threads, without waiting on each other.
+    a, b = [], []
+    pairs = list(zip(drums._read_ahead(items(20, a)), drums._read_ahead(items(20, b)), strict=True))
+    assert pairs == [(i, i) for i in range(20)]
+    assert len(set(a)) == 1 and len(set(b)) == 1 and set(a) != set(b)
+    # Stopped early: the items' generator is closed by the time the consumer's close returns.
+    seen, closed = [], []
+    stream = drums._read_ahead(items(1000, seen, closed), 2)
+    assert next(stream) == 0
+    stream.close()
+    assert closed == [True] and len(seen) < 10
+
+    # An exception of the items reaches the consumer; the worker goes on.
+    def failing():
+        yield 1
+        raise RuntimeError("bad block")
+
+    with pytest.raises(RuntimeError, match="bad block"):
+        list(drums._read_ahead(failing()))
+    after = []
+    assert list(drums._read_ahead(items(3, after))) == [0, 1, 2]
+    assert set(after) <= set(first) | set(a) | set(b)  # an existing worker, not a new one
+    # A task that raises is printed, as any thread's exception would be; its thread lives on.
+    names = []
+    drums._in_worker_thread(lambda: 1 / 0).wait(10)
+    drums._in_worker_thread(lambda: names.append(threading.current_thread().name)).wait(10)
+    assert names == ["loco-read-ahead"]
 
 
 def test_blas_threads_are_limited_inside_and_restored_after():
