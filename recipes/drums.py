@@ -587,6 +587,16 @@ _idle_workers: list[queue.SimpleQueue] = []
 _idle_workers_lock = threading.Lock()
 
 
+def _forget_workers() -> None:
+    """In a forked child: the parent's workers are not there, so none is idle."""
+    global _idle_workers_lock
+    _idle_workers.clear()
+    _idle_workers_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_workers)
+
+
 def _worker(tasks: queue.SimpleQueue) -> None:
     while True:
         task, finished = tasks.get()
@@ -607,7 +617,7 @@ def _in_worker_thread(task: Callable[[], None]) -> threading.Event:
 
     A thread is reused rather than started per call because glibc gives a new thread an
     arena of its own, whose pages are faulted in afresh: one `transcribe` of a 60 s file made
-    ~4,000 page faults and its first block of features took 18 ms instead of 7; with the
+    ~4,300 page faults and its first block of features took 18 ms instead of 7; with the
     thread reused, a few faults a call. The workers are daemon threads; another is started
     only while all are busy (a second read-ahead consumed alongside the first).
     """

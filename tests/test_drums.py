@@ -4,8 +4,10 @@ stream whole files, evaluate, predict, plot, and the messages for bad input."""
 import csv
 import dataclasses
 import json
+import multiprocessing
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -657,6 +659,15 @@ def test_read_ahead_reuses_its_worker_thread_and_cleans_up():
     drums._in_worker_thread(lambda: 1 / 0).wait(10)
     drums._in_worker_thread(lambda: names.append(threading.current_thread().name)).wait(10)
     assert names == ["loco-read-ahead"]
+    # A forked child has none of its parent's threads: its read-ahead starts its own.
+    child = multiprocessing.get_context("fork").Process(
+        target=lambda: sys.exit(list(drums._read_ahead(iter(range(3)))) != [0, 1, 2])
+    )
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the forked child's read-ahead hung or failed"
 
 
 def test_blas_threads_are_limited_inside_and_restored_after():
