@@ -615,7 +615,7 @@ def test_many_files_in_one_pass_give_each_files_own_transcription(tmp_path):
 
 
 def test_read_ahead_reuses_its_worker_thread_and_cleans_up():
-    # The worker thread is reused from call to call (a fresh thread's arena cost ~4,000 page
+    # The worker thread is reused from call to call (a fresh thread's arena cost ~4,300 page
     # faults a `transcribe`), another is started only while one is busy, and a stopped or
     # failed read-ahead still closes its items and leaves the worker usable.
     def items(count, seen, closed=None):
@@ -655,10 +655,15 @@ def test_read_ahead_reuses_its_worker_thread_and_cleans_up():
     assert list(drums._read_ahead(items(3, after))) == [0, 1, 2]
     assert set(after) <= set(first) | set(a) | set(b)  # an existing worker, not a new one
     # A task that raises is printed, as any thread's exception would be; its thread lives on.
-    names = []
-    drums._in_worker_thread(lambda: 1 / 0).wait(10)
-    drums._in_worker_thread(lambda: names.append(threading.current_thread().name)).wait(10)
-    assert names == ["loco-read-ahead"]
+    threads = []
+
+    def fails():
+        threads.append(threading.current_thread())
+        raise ZeroDivisionError("a task's own error")
+
+    assert drums._in_worker_thread(fails).wait(10)
+    assert drums._in_worker_thread(lambda: threads.append(threading.current_thread())).wait(10)
+    assert threads[0] is threads[1] and threads[0].name == "loco-read-ahead"
     # A forked child has none of its parent's threads: its read-ahead starts its own.
     child = multiprocessing.get_context("fork").Process(
         target=lambda: sys.exit(list(drums._read_ahead(iter(range(3)))) != [0, 1, 2])
