@@ -17,8 +17,8 @@ end and the network again with bfloat16 convolutions (`loco predict --bfloat16`)
 the same run: the front end as it was before (features in blocks of 8,192 frames, the FFT on all
 cores, the dense mel product and a float64 log, 16-bit files read as floats), and the same
 features from `librosa.feature.melspectrogram`; the network with Keras's LSTM layer instead of
-`lstm_recurrence`; and, for end to end, both of those together (the transcriber as it was
-before).
+`lstm_recurrence`; end to end with a new read-ahead thread per call instead of a reused one;
+and, for end to end, all of those together (the transcriber as it was before).
 And a folder of shorter files (by default 20 of 27 s, the mean length of 20 GMD test takes), with
 bfloat16: one `transcribe` per file against `transcribe_many`, as `loco predict` runs them.
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
@@ -39,6 +39,7 @@ import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 
 import keras
@@ -65,7 +66,8 @@ from loco_tf.recipes.drums import (
 )
 
 BATCH, FRAMES, CLASSES = 32, 400, 3
-BEFORE = "bf16 before (old front end, Keras LSTM)"
+BEFORE = "bf16 before (old front end, Keras LSTM, thread per call)"
+THREAD_PER_CALL = "bf16, a read-ahead thread per call (before)"
 
 
 def log_mel_before(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -98,6 +100,32 @@ def front_end_before():
     finally:
         features._FRAMES_PER_BLOCK, features._FFT_WORKERS, features._log_mel = saved
         drums._read_mono = saved_read
+
+
+def _thread_per_call(task):
+    """`drums._in_worker_thread` as it was before: a new thread for every read-ahead."""
+    finished = threading.Event()
+
+    def run():
+        try:
+            task()
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return finished
+
+
+@contextlib.contextmanager
+def thread_per_call():
+    """The read-ahead as it was: a new thread per `transcribe` call (a new glibc arena, whose
+    pages are faulted in afresh) instead of a reused worker."""
+    saved = drums._in_worker_thread
+    drums._in_worker_thread = _thread_per_call
+    try:
+        yield
+    finally:
+        drums._in_worker_thread = saved
 
 
 def interleaved(functions: dict, repeats: int) -> dict[str, float]:
@@ -178,8 +206,12 @@ def inference(
         before.streamer = CausalStreamer(model, before.streamer.chunk_frames, "bfloat16", False)
 
         def transcribe_before():
-            with front_end_before():
+            with front_end_before(), thread_per_call():
                 before.transcribe(path)
+
+        def thread_per_call_transcribe():
+            with thread_per_call():
+                fast.transcribe(path)
 
         def front_end(before: bool):
             with front_end_before() if before else contextlib.nullcontext():
@@ -197,6 +229,7 @@ def inference(
                 **extra,
                 "end to end (transcribe)": lambda: transcriber.transcribe(path),
                 "end to end, bfloat16 convolutions": lambda: fast.transcribe(path),
+                THREAD_PER_CALL: thread_per_call_transcribe,
                 BEFORE: transcribe_before,
                 "front end (read + resample + log-mel)": lambda: front_end(False),
                 "front end before (8192-frame blocks, dense mel)": lambda: front_end(True),
@@ -340,13 +373,14 @@ def main() -> None:
     print("  (target >= 500 x end to end)")
     print(f"  malloc: {'tune_malloc, as the loco command' if tuned else 'glibc defaults'}")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
+    reuse = speed["end to end, bfloat16 convolutions"] / speed[THREAD_PER_CALL]
     front = speed["front end (read + resample + log-mel)"]
     front /= speed["front end before (8192-frame blocks, dense mel)"]
     recurrence = speed["network, bfloat16 convolutions"]
     recurrence /= speed["network, bfloat16, Keras LSTM (before)"]
     print(
         f"  against the baselines: end to end {gain:.2f} x, front end {front:.2f} x, "
-        f"network (bfloat16) {recurrence:.2f} x"
+        f"network (bfloat16) {recurrence:.2f} x, the reused read-ahead thread {reuse:.2f} x"
     )
     macs = network_macs_per_second(DrumTrainConfig(), FeatureConfig())
     network = speed["network (chunked causal pass)"]
@@ -375,6 +409,7 @@ def main() -> None:
                 "end_to_end_bf16_over_baseline": round(gain, 3),
                 "front_end_over_baseline": round(front, 3),
                 "network_bf16_over_keras_lstm": round(recurrence, 3),
+                "reused_thread_over_thread_per_call": round(reuse, 3),
                 "network_macs_per_audio_second": round(macs),
                 "sizes": None if args.sizes is None else sizes_name(args.sizes),
                 "tune_malloc": tuned,
