@@ -160,6 +160,7 @@ class Manifest:
         shards: per shard, its contents.
         totals: sums over the shards: num_shards, num_examples, num_frames, counts,
             num_sources, duration_seconds (of the sources whose duration is known).
+        parts: for a set made of several (`combine_manifests`), their manifests; else empty.
     """
 
     path: str
@@ -170,12 +171,74 @@ class Manifest:
     k_max: int | None
     shards: tuple[ShardInfo, ...]
     totals: dict[str, Any]
+    parts: tuple[Manifest, ...] = ()
 
     @property
     def files(self) -> list[str]:
         """Paths of the shard files."""
         folder = os.path.dirname(os.path.abspath(self.path))
         return [os.path.join(folder, shard.file) for shard in self.shards]
+
+
+def combine_manifests(manifests: Sequence[Manifest]) -> Manifest:
+    """One set made of several: their shards together (e.g. your own kit's renders with the
+    data a model was trained on), for training, validation and tuning.
+
+    The sets must share their front end and classes. The combined manifest's shard files are
+    absolute paths, its `path` is the parts' paths joined by commas (what `--train-set` takes),
+    its totals are sums (a performance rendered in two sets counts twice in `num_sources`),
+    and `parts` keeps the sets, since two sets may hold the same source ids (the same
+    performances with other kits) and must not be joined into one file
+    (`recipes.drums.manifest_files`).
+    """
+    if not manifests:
+        raise ValueError("no sets to combine")
+    if len(manifests) == 1:
+        return manifests[0]
+    first = manifests[0]
+    for other in manifests[1:]:
+        if other.feature_config != first.feature_config:
+            raise ValueError(
+                f"{other.path} and {first.path} have different features "
+                f"({other.feature_config} against {first.feature_config}): prepare the sets "
+                "with the same front end to train on them together"
+            )
+        if other.class_names != first.class_names:
+            raise ValueError(
+                f"{other.path} has the classes {list(other.class_names)}, {first.path} "
+                f"{list(first.class_names)}: prepare the sets with the same classes to train "
+                "on them together"
+            )
+    shards = tuple(
+        dataclasses.replace(shard, file=path)
+        for manifest in manifests
+        for shard, path in zip(manifest.shards, manifest.files, strict=True)
+    )
+    totals: dict[str, Any] = {
+        key: sum(manifest.totals[key] for manifest in manifests)
+        for key in ("num_shards", "num_examples", "num_frames", "num_sources")
+    }
+    durations = [manifest.totals.get("duration_seconds") for manifest in manifests]
+    known = [duration for duration in durations if duration is not None]
+    totals["duration_seconds"] = float(sum(known)) if known else None
+    totals["counts"] = [
+        sum(column)
+        for column in zip(*(manifest.totals["counts"] for manifest in manifests), strict=True)
+    ]
+    compressions = {manifest.compression for manifest in manifests}
+    k_maxes = {manifest.k_max for manifest in manifests}
+    return Manifest(
+        path=",".join(manifest.path for manifest in manifests),
+        name=",".join(manifest.name for manifest in manifests),
+        # The readers take each shard's compression from its file name (`.gz`).
+        compression=compressions.pop() if len(compressions) == 1 else None,
+        feature_config=first.feature_config,
+        class_names=first.class_names,
+        k_max=k_maxes.pop() if len(k_maxes) == 1 else None,
+        shards=shards,
+        totals=totals,
+        parts=tuple(manifests),
+    )
 
 
 def shard_index(source: str, num_shards: int) -> int:

@@ -28,8 +28,10 @@ class DrumTrainConfig:
         data: folder of the sets written by `loco prepare drums`.
         out: output folder (model, checkpoints, backup, history, logs).
         train_set: training set name in `data`, or a path to a `.manifest.json` (e.g. the
-            fixed-length set of the §4.5 ablation, prepared with `--min-crop 0`).
-        validation_set: validation set name in `data`, or a manifest path.
+            fixed-length set of the §4.5 ablation, prepared with `--min-crop 0`); several,
+            comma separated, are one set (`pipelines.tfrecords.combine_manifests`).
+        validation_set: validation set name in `data`, or a manifest path; several, comma
+            separated, as `train_set`.
         classes: the classes, in output order.
         supervision: "counts" (LoCo) or "frames" (the fully supervised twin).
         per_instrument: one 1-class network per class instead of one network for all.

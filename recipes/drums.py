@@ -108,7 +108,7 @@ from loco_tf.pipelines.readers import (
     AnnotationError,
     read_annotations,
 )
-from loco_tf.pipelines.tfrecords import Manifest, read_manifest
+from loco_tf.pipelines.tfrecords import Manifest, combine_manifests, read_manifest
 from loco_tf.recipes.configs import SUPERVISIONS, TASKS, DrumTrainConfig
 from loco_tf.streaming import CausalStreamer
 
@@ -248,14 +248,36 @@ def manifest_path(data: PathLike, name: str) -> str:
 
 
 def load_manifest(data: PathLike, name: str) -> Manifest:
-    """Reads a set's manifest; a missing set says how to make it."""
-    path = manifest_path(data, name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"no set {name!r}: {path} does not exist. Prepare the data first, e.g. "
-            f"`loco prepare drums --out {os.fspath(data)}`."
-        )
-    return read_manifest(path)
+    """Reads a set's manifest; a missing set says how to make it. Several sets, comma
+    separated (names in `data` or manifest paths), are read as one (`combine_manifests`)."""
+    names = [part.strip() for part in name.split(",")]
+    if not all(names):
+        raise ValueError(f"sets {name!r}: a set name is empty (two commas, or one at an end)")
+    paths = [manifest_path(data, part) for part in names]
+    for part, path in zip(names, paths, strict=True):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no set {part!r}: {path} does not exist. Prepare the data first, e.g. "
+                f"`loco prepare drums --out {os.path.dirname(path) or '.'}`."
+            )
+    real = [os.path.realpath(path) for path in paths]
+    twice = sorted({path for path in paths if real.count(os.path.realpath(path)) > 1})
+    if twice:
+        raise ValueError(f"sets {name!r}: {', '.join(twice)} given twice")
+    return combine_manifests([read_manifest(path) for path in paths])
+
+
+def part_labels(parts: Sequence[Manifest]) -> list[str]:
+    """Names that tell a combined set's parts apart: the set names, else folder/name, else
+    the manifest paths."""
+    candidates = (
+        [part.name for part in parts],
+        [f"{Path(part.path).parent.name}/{part.name}" for part in parts],
+        [part.path for part in parts],
+    )
+    return next(
+        (labels for labels in candidates if len(set(labels)) == len(labels)), candidates[-1]
+    )
 
 
 def frame_targets(
@@ -420,8 +442,16 @@ def manifest_files(
     Windows of one source are joined in order of start frame; windows that overlap share their
     frames, and a gap between windows starts a new piece, named `source@start_frame`. The
     reference times are the labelled frames' times (`features.frame_times`), so they are on the
-    3.75 ms frame grid: the records keep frames, not the annotated seconds.
+    3.75 ms frame grid: the records keep frames, not the annotated seconds. A combined set's
+    parts are put back together each on its own (they may hold the same sources, rendered with
+    other kits), their files named `PART:source` (`part_labels`).
     """
+    if manifest.parts:
+        return [
+            dataclasses.replace(file, name=f"{label}:{file.name}")
+            for part, label in zip(manifest.parts, part_labels(manifest.parts), strict=True)
+            for file in manifest_files(part, classes, batch_size)
+        ]
     config = manifest.feature_config
     windows: dict[str, list[tuple[int, np.ndarray, list[np.ndarray]]]] = {}
     batches = evaluation_dataset(

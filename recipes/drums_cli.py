@@ -31,8 +31,11 @@ _HELP = {
     "data": "Folder of the sets written by `loco prepare drums` (or `loco prepare piano`).",
     "out": "Output folder: model.keras, model.json, best.keras, backup/, history.csv, logs/.",
     "train_set": "Training set: a name in --data, or a .manifest.json path (e.g. fixed-length "
-    "segments prepared with --min-crop 0).",
-    "validation_set": "Validation set: a name in --data, or a .manifest.json path.",
+    "segments prepared with --min-crop 0). Several, comma separated, are trained on together, "
+    "in proportion to their sizes (e.g. drums-train,mykit/drums-train.manifest.json: your "
+    "own kit's renders with the data).",
+    "validation_set": "Validation set: a name in --data, or a .manifest.json path; several, "
+    "comma separated, are one set (the decoding is tuned on all of them).",
     "classes": "Classes, comma separated, in output order.",
     "supervision": "counts: LoCo, the count of hits per segment only; frames: the fully "
     "supervised twin (frame-wise cross-entropy on onset frames).",

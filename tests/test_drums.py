@@ -534,6 +534,84 @@ def test_sets_are_put_back_into_whole_files(data):
         np.testing.assert_allclose(file.references[c], expected)
 
 
+def copy_set(data_dir, name, folder):
+    """A copy of the set `name` of `data_dir` (manifest and shards) in `folder`; its manifest."""
+    manifest = read_manifest(Path(data_dir) / f"{name}.manifest.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in [manifest.path, *manifest.files]:
+        shutil.copy(path, folder)
+    return folder / f"{name}.manifest.json"
+
+
+@pytest.mark.slow
+def test_several_sets_train_as_one_and_their_files_stay_apart(data, tmp_path):
+    """`--train-set A,B` / `--validation-set A,B`: both sets' shards, read in full; the same
+    performances in two sets (a kit's own renders beside the data) stay two files; a training
+    run takes them; bad combinations are refused, naming the file."""
+    data_dir = data["dir"]
+    own = copy_set(data_dir, "drums-validation", tmp_path / "own")
+    single = read_manifest(data_dir / "drums-validation.manifest.json")
+    combined = drums.load_manifest(data_dir, f"drums-validation, {own}")
+    assert combined.path == f"{single.path},{own}"
+    assert combined.files == single.files + [
+        os.fspath(own.parent / Path(f).name) for f in single.files
+    ]
+    assert combined.totals["num_examples"] == 2 * single.totals["num_examples"]
+    assert combined.totals["counts"] == [2 * count for count in single.totals["counts"]]
+    # One pass of the reader over the combined set: every window of both, counts included.
+    batches = drums.training_dataset(combined, 64, DRUM_CLASSES, shuffle_buffer=0, repeat=False)
+    counts = np.concatenate([counts.numpy() for _, counts in batches])
+    assert len(counts) == 2 * single.totals["num_examples"]
+    np.testing.assert_array_equal(counts.sum(axis=0), combined.totals["counts"])
+    # Whole files: the same source in both parts gives two files, each the set's own.
+    (file,) = drums.manifest_files(single, DRUM_CLASSES)
+    files = drums.manifest_files(combined, DRUM_CLASSES)
+    assert [f.name for f in files] == [
+        f"{data_dir.name}/drums-validation:{file.name}",
+        f"own/drums-validation:{file.name}",
+    ]
+    for part in files:
+        np.testing.assert_array_equal(part.features, file.features)
+        for got, expected in zip(part.references, file.references, strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+    other = copy_set(data_dir, f"drums-test-{KIT}", tmp_path / "kit")
+    out = tmp_path / "run"
+    result = invoke(
+        drums_cli.train, "drums", "--data", data_dir, "--out", out, *TINY,
+        "--train-set", f"drums-train,{other}", "--validation-set", f"drums-validation,{own}",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"Decoding tuned on drums-validation,{own}" in result.output
+    with open(out / drums.MODEL_JSON) as file:
+        trained_on = json.load(file)["training"]["data"]
+    assert trained_on == {
+        "train": f"{data_dir / 'drums-train.manifest.json'},{other}",
+        "validation": f"{single.path},{own}",
+    }
+
+    # Refused, naming what is wrong.
+    with pytest.raises(FileNotFoundError, match="no set 'drums-nothing'"):
+        drums.load_manifest(data_dir, "drums-validation,drums-nothing")
+    with pytest.raises(ValueError, match="given twice"):
+        drums.load_manifest(
+            data_dir, f"drums-validation,{data_dir / 'drums-validation.manifest.json'}"
+        )
+    with pytest.raises(ValueError, match="is empty"):
+        drums.load_manifest(data_dir, "drums-validation,")
+    content = json.loads(own.read_text())
+    for key, value, message in [
+        ("class_names", ["SD", "KD", "HH"], "has the classes"),
+        ("feature_config", {**content["feature_config"], "n_mels": 40}, "different features"),
+    ]:
+        changed = tmp_path / "changed" / own.name
+        changed.parent.mkdir(exist_ok=True)
+        changed.write_text(json.dumps({**content, key: value}))
+        with pytest.raises(ValueError, match=message) as error:
+            drums.load_manifest(data_dir, f"drums-validation,{changed}")
+        assert os.fspath(changed) in str(error.value)
+
+
 @pytest.mark.slow
 def test_transcribe_a_long_file_in_small_blocks(model_dir, tmp_path):
     # Small blocks and chunks stand for a long file: many of each, the same numbers.
