@@ -261,7 +261,9 @@ def load_manifest(data: PathLike, name: str) -> Manifest:
                 f"`loco prepare drums --out {os.path.dirname(path) or '.'}`."
             )
     real = [os.path.realpath(path) for path in paths]
-    twice = sorted({path for path in paths if real.count(os.path.realpath(path)) > 1})
+    twice = sorted(
+        {path for path, resolved in zip(paths, real, strict=True) if real.count(resolved) > 1}
+    )
     if twice:
         raise ValueError(f"sets {name!r}: {', '.join(twice)} given twice")
     return combine_manifests([read_manifest(path) for path in paths])
