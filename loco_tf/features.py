@@ -41,6 +41,7 @@ from typing import Any
 import librosa
 import numpy as np
 import scipy.fft
+import scipy.sparse
 
 # Frames per `_log_mel` call in `compute_features`. Uncentred frames do not depend on their
 # neighbours, so the size changes no value (tests/test_features.py checks that to the bit), only
@@ -152,27 +153,19 @@ def _window(n_fft: int) -> np.ndarray:
     return window
 
 
-# Mel filters per matrix product in `_log_mel`: each group multiplies only the FFT bins its
-# filters cover, since a Slaney filter spans just the bins between its neighbours' centres
-# (for the default 80 bands, 10 per group do 13 % of the dense product's multiply-adds).
-_FILTERS_PER_GROUP = 10
-
-
 @functools.cache
-def _mel_groups(config: FeatureConfig) -> tuple[tuple[int, int, int, int, np.ndarray], ...]:
-    """`mel_filterbank(config)` cut into groups of `_FILTERS_PER_GROUP` filters, each with the
-    range of FFT bins where its filters are not zero: (first filter, end filter, first bin, end
-    bin, the group's matrix `[bins, filters]`, transposed for `power @ matrix`)."""
-    matrix = mel_filterbank(config)
-    groups = []
-    for first in range(0, config.n_mels, _FILTERS_PER_GROUP):
-        rows = matrix[first : first + _FILTERS_PER_GROUP]
-        used = np.flatnonzero(rows.any(axis=0))
-        low, high = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
-        part = np.ascontiguousarray(rows[:, low:high].T)
-        part.flags.writeable = False
-        groups.append((first, first + len(rows), low, high, part))
-    return tuple(groups)
+def _sparse_mel(config: FeatureConfig) -> scipy.sparse.csr_array:
+    """`mel_filterbank(config)` as a sparse matrix of its non-zero weights (float32).
+
+    A Slaney filter spans only the bins between its neighbours' centres, so the dense matrix is
+    97 % zeros (997 weights of 80 x 513 by default). scipy's sparse product adds each output's
+    terms in one fixed order, whatever the number of frames or threads; a BLAS product does not
+    promise that (OpenBLAS's Haswell kernels round differently for another number of rows or
+    threads), and features must not depend on how a file was cut into blocks or on how many
+    workers prepared it."""
+    matrix = scipy.sparse.csr_array(mel_filterbank(config))
+    matrix.data.flags.writeable = False
+    return matrix
 
 
 def _log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -180,29 +173,27 @@ def _log_mel(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
     The same frames, window, float32 FFT and filter matrix as librosa's (tests/test_features.py
     checks the two agree), and faster (`bench/drums_bench.py`): scipy's FFT over a strided view
-    of the frames, the squares of the spectrum in place, the mel product only over the bins
-    each group of filters covers (`_mel_groups`; the zeros it skips add nothing), and the log
-    in float32. The FFT runs on one thread: on blocks of `_FRAMES_PER_BLOCK` frames more
-    threads cost more CPU time than they saved in wall time, and the front end runs beside the
-    network, which needs the other core. The grouped product, the in-place squares and the
-    float32 log took the log-mel of a minute of audio from 52 to 39 ms of one core, and the
-    whole front end (read, resample, log-mel) from 97 to 86 ms (2026-11-29, interleaved runs;
-    `bench/drums_bench.py`'s "front end before" row computes it the old way).
+    of the frames, the squares of the spectrum in place, the mel product over the filters'
+    non-zero weights only (`_sparse_mel`), and the log in float32. Every step computes each
+    value the same way whatever the number of frames, so blocks of any size give the same
+    features to the bit (tests/test_features.py). The FFT runs on one thread: on blocks of
+    `_FRAMES_PER_BLOCK` frames more threads cost more CPU time than they saved in wall time,
+    and the front end runs beside the network, which needs the other core.
     """
     frames = np.lib.stride_tricks.sliding_window_view(audio, config.n_fft)[:: config.hop_length]
     spectrum = scipy.fft.rfft(frames * _window(config.n_fft), axis=1, workers=_FFT_WORKERS)
     squares = spectrum.view(np.float32)  # real, imaginary, real, ... per frame
     np.square(squares, out=squares)
     power = squares[:, 0::2] + squares[:, 1::2]
-    mel = np.empty((len(power), config.n_mels), np.float32)
-    for first, end, low, high, matrix in _mel_groups(config):
-        np.matmul(power[:, low:high], matrix, out=mel[:, first:end])
+    # [bins, frames], as the sparse product reads it (a copy; adding into the transposed
+    # layout directly took longer)
+    mel = _sparse_mel(config) @ np.ascontiguousarray(power.T)  # [n_mels, frames]
     # 10 log10(max(S, amin)); float32 amin is a little above 1e-10, so silence comes out just
     # under `floor_db` and is set to it exactly.
     np.maximum(mel, np.float32(config.amin), out=mel)
     np.log10(mel, out=mel)
     mel *= np.float32(10.0)
-    return np.maximum(mel, np.float32(config.floor_db), out=mel)
+    return np.maximum(mel, np.float32(config.floor_db), out=mel).T
 
 
 def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
