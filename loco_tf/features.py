@@ -212,14 +212,15 @@ def compute_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono, shape [samples]; got shape {audio.shape}")
     frames = num_frames(audio.shape[0], config)
-    log_mel = np.empty((frames, config.n_mels), dtype=np.float32)
+    result = np.empty((frames, config.n_mels, 2), dtype=np.float32)
+    log_mel, difference = result[:, :, 0], result[:, :, 1]
     for first in range(0, frames, _FRAMES_PER_BLOCK):
         last = min(first + _FRAMES_PER_BLOCK, frames)
         samples = audio[first * config.hop_length : (last - 1) * config.hop_length + config.n_fft]
         log_mel[first:last] = _log_mel(samples, config)
-    difference = np.zeros_like(log_mel)
-    difference[1:] = log_mel[1:] - log_mel[:-1]
-    return np.stack([log_mel, difference], axis=-1)
+    difference[:1] = 0.0
+    np.subtract(log_mel[1:], log_mel[:-1], out=difference[1:])
+    return result
 
 
 def frame_times(n: int, config: FeatureConfig) -> np.ndarray:
