@@ -14,6 +14,7 @@ stacking (§7.1) needs no event times and is done on features in `pipelines.data
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable
 
 import librosa
@@ -46,10 +47,13 @@ def unreadable(path: PathLike, error: Exception) -> AudioError:
     elif os.path.isfile(name) and os.path.getsize(name) == 0:
         reason = "the file is empty (0 bytes)"
     else:
-        stem = os.path.splitext(os.path.basename(name))[0]
+        stem, extension = os.path.splitext(os.path.basename(name))
+        # A WAV file libsndfile cannot read (another codec inside) must not be converted onto
+        # itself; names are quoted so that the command can be pasted into a shell.
+        target = f"{stem}-pcm.wav" if extension.lower() == ".wav" else f"{stem}.wav"
         reason = (
             f"{error} (libsndfile reads WAV, FLAC, OGG/Vorbis, Opus, MP3 and AIFF; convert "
-            f"other formats first, e.g. `ffmpeg -i {name} {stem}.wav`)"
+            f"other formats first, e.g. `ffmpeg -i {shlex.quote(name)} {shlex.quote(target)}`)"
         )
     return AudioError(f"{name}: cannot read audio: {reason}")
 

@@ -180,11 +180,18 @@ def test_unreadable_files_say_why_and_what_to_do(tmp_path):
     (tmp_path / "folder.wav").mkdir()
     m4a = tmp_path / "take.m4a"
     m4a.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(200))
+    # A WAV file of another codec: the suggested output must not be the input itself.
+    other_wav = tmp_path / "other.wav"
+    other_wav.write_bytes(b"RIFF" + bytes(40))
+    spaced = tmp_path / "my take.m4a"
+    spaced.write_bytes(m4a.read_bytes())
     cases = {
         tmp_path / "missing.wav": "cannot read audio: no such file",
         empty: "cannot read audio: the file is empty (0 bytes)",
         tmp_path / "folder.wav": "cannot read audio: it is a folder, not an audio file",
         m4a: f"convert other formats first, e.g. `ffmpeg -i {m4a} take.wav`",
+        other_wav: f"e.g. `ffmpeg -i {other_wav} other-pcm.wav`",
+        spaced: f"e.g. `ffmpeg -i '{spaced}' 'my take.wav'`",
     }
     for path, message in cases.items():
         for read in (load_audio, lambda p, c: list(audio_feature_blocks(p, c))):
