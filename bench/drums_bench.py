@@ -13,12 +13,14 @@ resampling are included), transcribed the way `loco predict` does it
 (`DrumTranscriber.transcribe`: read, down-mix, resample,
 log-mel features, chunked causal network, peak picking), and its two halves alone: the front end
 (`audio_feature_blocks`) and the network on precomputed features (`CausalStreamer.run`); end to
-end and the network again with bfloat16 convolutions (`loco predict --bfloat16`). Baselines in
-the same run: the front end as it was before (features in blocks of 8,192 frames, the FFT on all
-cores, the dense mel product and a float64 log, 16-bit files read as floats), and the same
-features from `librosa.feature.melspectrogram`; the network with Keras's LSTM layer instead of
-`lstm_recurrence`; end to end with a new read-ahead thread per call instead of a reused one;
-and, for end to end, all of those together (the transcriber as it was before).
+end and the network again with bfloat16 convolutions (`loco predict --precision bfloat16`, its
+default on CPUs with native bfloat16: the bench says which row `loco predict` runs here).
+Baselines in the same run: the front end as it was before (features in blocks of 8,192
+frames, the FFT on all cores, the dense mel product and a float64 log, 16-bit files read as
+floats), and the same features from `librosa.feature.melspectrogram`; the network with Keras's
+LSTM layer instead of `lstm_recurrence`; end to end with a new read-ahead thread per call
+instead of a reused one; and, for end to end, all of those together (the transcriber as it was
+before).
 And a folder of shorter files (by default 20 of 27 s, the mean length of 20 GMD test takes), with
 bfloat16: one `transcribe` per file against `transcribe_many`, as `loco predict` runs them.
 Reported as seconds of audio per wall second, median of interleaved repeats. The network's cost
@@ -64,6 +66,7 @@ from loco_tf.recipes.drums import (
     conv_lstm_config,
     frame_targets,
 )
+from loco_tf.streaming import encoder_dtype_for
 
 BATCH, FRAMES, CLASSES = 32, 400, 3
 BEFORE = "bf16 before (old front end, Keras LSTM, thread per call)"
@@ -370,7 +373,14 @@ def main() -> None:
         print(f"  {name:<56} {ratio:12.0f}")
     for name, ratio in batch.items():
         print(f"  {name:<56} {ratio:12.0f}")
-    print("  (target >= 500 x end to end)")
+    default = encoder_dtype_for("auto")
+    default_row = (
+        "end to end, bfloat16 convolutions" if default == "bfloat16" else "end to end (transcribe)"
+    )
+    print(
+        f"  (target >= 500 x end to end; `loco predict` here, --precision auto: {default}, "
+        f"{speed[default_row]:.0f} x)"
+    )
     print(f"  malloc: {'tune_malloc, as the loco command' if tuned else 'glibc defaults'}")
     gain = speed["end to end, bfloat16 convolutions"] / speed[BEFORE]
     reuse = speed["end to end, bfloat16 convolutions"] / speed[THREAD_PER_CALL]
@@ -410,6 +420,8 @@ def main() -> None:
                 "front_end_over_baseline": round(front, 3),
                 "network_bf16_over_keras_lstm": round(recurrence, 3),
                 "reused_thread_over_thread_per_call": round(reuse, 3),
+                "predict_default_precision": default,
+                "predict_default_x_real_time": round(speed[default_row], 1),
                 "network_macs_per_audio_second": round(macs),
                 "sizes": None if args.sizes is None else sizes_name(args.sizes),
                 "tune_malloc": tuned,

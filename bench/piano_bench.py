@@ -13,8 +13,9 @@ Training: one `train_on_batch` (batch 32 x 400 frames x 80 mel x 2 channels, `Lo
 
 Median of interleaved repeats, reported as ratios to the drum step. Inference: a 44.1 kHz WAV of
 noise transcribed by the CPU configuration the way `loco predict --task piano` does it, in
-seconds of audio per wall second. Compare ratios within one run (2 shared cores). Prints a
-table and one JSON line.
+seconds of audio per wall second, with the convolutions in float32 and in bfloat16
+(`--precision`; the bench says which `loco predict` chooses here). Compare ratios within one
+run (2 shared cores). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from loco_tf.events import DecodingParameters
 from loco_tf.features import FeatureConfig
 from loco_tf.recipes.drums import DrumTrainConfig, DrumTranscriber, build_drum_model
 from loco_tf.recipes.piano import piano_config
+from loco_tf.streaming import ENCODER_DTYPES, encoder_dtype_for
 
 BATCH, FRAMES = 32, 400
 
@@ -61,21 +63,34 @@ def training_steps(repeats: int) -> tuple[dict[str, float], dict[str, int]]:
     return interleaved(functions, repeats), parameters
 
 
-def inference(repeats: int, audio_seconds: float) -> float:
+def inference(repeats: int, audio_seconds: float) -> dict[str, float]:
+    """Seconds of audio per wall second, by the convolutions' dtype (`--precision`)."""
     features = FeatureConfig()
     config = piano_config()
     keras.utils.set_random_seed(0)
     model = build_drum_model(config, features)
-    transcriber = DrumTranscriber(
-        model, features, config.classes, [DecodingParameters()] * 88, task="piano"
-    )
+    transcribers = {
+        dtype: DrumTranscriber(
+            model,
+            features,
+            config.classes,
+            [DecodingParameters()] * 88,
+            task="piano",
+            encoder_dtype=dtype,
+        )
+        for dtype in ENCODER_DTYPES
+    }
     rate = 44100
     audio = np.random.default_rng(0).normal(0, 0.1, int(audio_seconds * rate)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "noise.wav")
         soundfile.write(path, audio, rate, subtype="PCM_16")
-        (seconds,) = interleaved({"x": lambda: transcriber.transcribe(path)}, repeats).values()
-    return audio_seconds / seconds
+        functions = {
+            dtype: (lambda t=transcriber: t.transcribe(path))
+            for dtype, transcriber in transcribers.items()
+        }
+        seconds = interleaved(functions, repeats)
+    return {dtype: audio_seconds / value for dtype, value in seconds.items()}
 
 
 def main() -> None:
@@ -94,7 +109,13 @@ def main() -> None:
             f"  {name:<32} {parameters[name]:9d} {1000 * seconds:8.1f} {seconds / baseline:15.2f}"
         )
     print(f"\nInference (piano CPU configuration, {args.audio_seconds:.0f} s of 44.1 kHz audio, ")
-    print(f"read + resample + features + network + peak picking): {speed:.0f} x real time")
+    print("read + resample + features + network + peak picking), x real time:")
+    for dtype, ratio in speed.items():
+        print(f"  convolutions in {dtype:<10} {ratio:6.0f}")
+    print(
+        f"  bfloat16 / float32: {speed['bfloat16'] / speed['float32']:.2f} "
+        f"(`loco predict --task piano` here, --precision auto: {encoder_dtype_for('auto')})"
+    )
     print(
         json.dumps(
             {
@@ -102,7 +123,8 @@ def main() -> None:
                 "train_step_ms": {k: round(1000 * v, 2) for k, v in steps.items()},
                 "ratio_to_drums": {k: round(v / baseline, 3) for k, v in steps.items()},
                 "parameters": parameters,
-                "inference_x_real_time": round(speed, 1),
+                "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
+                "predict_default_precision": encoder_dtype_for("auto"),
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import click
 
+from loco_tf._choices import INFERENCE_PRECISIONS
 from loco_tf.recipes.cli_options import PROGRESS, overwrite_option, progress_option
 from loco_tf.recipes.configs import DrumTrainConfig
 from loco_tf.recipes.digits_cli import TaskDispatch, evaluate_digits, plot_digits, train_digits
@@ -204,7 +205,7 @@ def _run_training(config: DrumTrainConfig, overwrite: bool, verbose: str):
         raise click.ClickException(str(error)) from None
     if result.transcriber is not None:
         # Scoring or plotting the run in this process uses the network it trained (`_load`).
-        _keep(_cache_key(result.out, bfloat16=False), result.transcriber)
+        _keep(_cache_key(result.out, "float32"), result.transcriber)
     return result
 
 
@@ -391,10 +392,10 @@ def _file_identity(path) -> tuple:
     return os.path.realpath(path), status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _cache_key(model_path, bfloat16: bool) -> tuple:
+def _cache_key(model_path, encoder_dtype: str) -> tuple:
     from loco_tf.recipes import drums
 
-    return (*map(_file_identity, drums.model_files(model_path)), bfloat16)
+    return (*map(_file_identity, drums.model_files(model_path)), encoder_dtype)
 
 
 def _keep(key: tuple, transcriber) -> None:
@@ -406,9 +407,10 @@ def _keep(key: tuple, transcriber) -> None:
         _LOADED.popitem(last=False)
 
 
-def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing.Any:
+def _load(model_path, task: str | None = None, encoder_dtype: str = "float32") -> typing.Any:
     """The model at `model_path`, or the shipped model of `task` (drums by default); a model
-    of another task than `task` is an error. `bfloat16` runs its convolutions in bfloat16.
+    of another task than `task` is an error. `encoder_dtype` "bfloat16" runs its convolutions
+    in bfloat16 (`_encoder_dtype`).
 
     A model loaded before in this process, with the same files (path, inode, size,
     modification time), is not loaded again: the result is a copy sharing its network."""
@@ -422,12 +424,10 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
             raise click.ClickException(
                 f"{model_path} is a {model_task} model; --task {task} needs a {task} model"
             )
-        key = _cache_key(model_path, bfloat16)
+        key = _cache_key(model_path, encoder_dtype)
         loaded = _LOADED.get(key)
         if loaded is None:
-            loaded = drums.DrumTranscriber.load(
-                model_path, encoder_dtype="bfloat16" if bfloat16 else "float32"
-            )
+            loaded = drums.DrumTranscriber.load(model_path, encoder_dtype=encoder_dtype)
         _keep(key, loaded)
     except (FileNotFoundError, ValueError, OSError) as error:
         raise click.ClickException(f"cannot load the model {model_path}: {error}") from None
@@ -436,13 +436,46 @@ def _load(model_path, task: str | None = None, bfloat16: bool = False) -> typing
     return transcriber
 
 
-bfloat16_option = click.option(
-    "--bfloat16",
-    is_flag=True,
-    help="Run the network's convolutions in bfloat16: the network took half its float32 time "
-    "here (a CPU with AVX512_BF16; CPUs without native bfloat16 may gain nothing); p(t) moves "
-    "by up to ~0.08, the drum test F1 by at most 0.1 point (README).",
-)
+def precision_options(default: str):
+    """`--precision auto|float32|bfloat16` with `default`, and `--bfloat16`, its older
+    spelling of `--precision bfloat16` (hidden); the command gets `precision` and
+    `bfloat16`, which `_encoder_dtype` turns into the network's encoder dtype."""
+    auto = (
+        "auto: bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX in "
+        "/proc/cpuinfo), else float32"
+    )
+    precision = click.option(
+        "--precision",
+        type=click.Choice(INFERENCE_PRECISIONS),
+        default=default,
+        show_default=True,
+        help="The network's convolutions in float32 or bfloat16; "
+        f"{auto}. bfloat16 took half the network's float32 time on an AVX512_BF16 CPU (CPUs "
+        "without it may gain nothing or lose); p(t) moves by up to ~0.08, the drum and piano "
+        "test F1 by at most 0.1 point (README).",
+    )
+    alias = click.option(
+        "--bfloat16", is_flag=True, hidden=True, help="The same as --precision bfloat16."
+    )
+    return lambda command: precision(alias(command))
+
+
+_AUTO_REASON = {
+    "bfloat16": "this CPU computes bfloat16 natively; --precision float32 for float32",
+    "float32": "no native bfloat16 on this CPU",
+}
+
+
+def _encoder_dtype(precision: str, bfloat16: bool) -> str:
+    """The encoder dtype of `--precision` and `--bfloat16`; both given, they must agree."""
+    from loco_tf.streaming import encoder_dtype_for
+
+    if bfloat16:
+        source = click.get_current_context().get_parameter_source("precision")
+        if precision != "bfloat16" and source is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--bfloat16 contradicts --precision {precision}")
+        return "bfloat16"
+    return encoder_dtype_for(precision)
 
 
 def _print_evaluation(transcriber, result, title: str) -> tuple[typing.Any, dict]:
@@ -555,10 +588,10 @@ def _evaluate_sets(
     json_path=None,
     raw_timing: bool = False,
     known_counts: bool = False,
-    bfloat16: bool = False,
+    encoder_dtype: str = "float32",
 ) -> None:
     """Scores each model on the sets (or the folder) in `data`; prints tables."""
-    transcribers = [_load(model_path, bfloat16=bfloat16) for model_path in models]
+    transcribers = [_load(model_path, encoder_dtype=encoder_dtype) for model_path in models]
     tasks = {t.task for t in transcribers}
     if len(tasks) > 1:
         raise click.ClickException(f"the models are of different tasks: {sorted(tasks)}")
@@ -641,8 +674,8 @@ def data_options(sets_used: str, verb: str):
     help="Decode each file with its true number of hits per class, as `loco annotate` does "
     "(measures count-constrained annotation).",
 )
-@bfloat16_option
-def evaluate(models, data, sets, json_path, raw_timing, known_counts, bfloat16) -> None:
+@precision_options("float32")
+def evaluate(models, data, sets, json_path, raw_timing, known_counts, precision, bfloat16) -> None:
     """Score drum models (folders with model.keras + model.json) on whole files.
 
     Prints precision, recall and F1 per class and overall at 50 and 20 ms, micro (summed
@@ -652,7 +685,8 @@ def evaluate(models, data, sets, json_path, raw_timing, known_counts, bfloat16) 
     `loco evaluate digits [MODEL] --data DIR` scores a digit model instead (see
     `loco evaluate digits --help`).
     """
-    _evaluate_sets(list(models), data, sets, json_path, raw_timing, known_counts, bfloat16)
+    encoder_dtype = _encoder_dtype(precision, bfloat16)
+    _evaluate_sets(list(models), data, sets, json_path, raw_timing, known_counts, encoder_dtype)
 
 
 FEW_TUNING_EVENTS = 20
@@ -675,8 +709,8 @@ warns."""
     type=click.Path(dir_okay=False),
     help="Also draw F1 against the threshold per class, before and after (PNG).",
 )
-@bfloat16_option
-def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
+@precision_options("float32")
+def tune(model_path, data, sets, out, plot_path, precision, bfloat16) -> None:
     """Re-tune a trained model's decoding on your own annotated files.
 
     The network stays as it is; each class's threshold, minimum spacing and timing offset are
@@ -689,7 +723,7 @@ def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     """
     from loco_tf.recipes import drums
 
-    transcriber = _load(model_path, bfloat16=bfloat16)
+    transcriber = _load(model_path, encoder_dtype=_encoder_dtype(precision, bfloat16))
     try:
         drums.check_retuned_output(model_path, out)  # before the minutes of inference
     except (OSError, ValueError) as error:
@@ -753,14 +787,14 @@ def tune(model_path, data, sets, out, plot_path, bfloat16) -> None:
     help="drums: KD, SD, HH hits; piano: note onsets of the 88 keys. [default: the task of "
     "--model, else drums]",
 )
-@bfloat16_option
+@precision_options("auto")
 @click.option(
     "--overwrite",
     is_flag=True,
     help="Transcribe every file again, also those an earlier run into --out finished with the "
     "same model and options.",
 )
-def predict(audio, out, model_path, task, bfloat16, overwrite) -> None:
+def predict(audio, out, model_path, task, precision, bfloat16, overwrite) -> None:
     """Transcribe drum hits (KD, SD, HH) or piano note onsets in AUDIO files to CSV and MIDI.
 
     AUDIO may be files or folders (every WAV, FLAC, MP3, OGG, Opus or AIFF file under them).
@@ -776,7 +810,8 @@ def predict(audio, out, model_path, task, bfloat16, overwrite) -> None:
     from loco_tf.recipes.piano import NOTE_SECONDS
 
     model_path = _model_path(model_path, task)
-    transcriber = _load(model_path, task, bfloat16)
+    encoder_dtype = _encoder_dtype(precision, bfloat16)
+    transcriber = _load(model_path, task, encoder_dtype)
     is_piano = transcriber.task == "piano"
     files, empty = drums.expand_audio_paths(audio)
     for folder in empty:
@@ -784,7 +819,12 @@ def predict(audio, out, model_path, task, bfloat16, overwrite) -> None:
             f"error: {folder}: no audio files in this folder ({', '.join(drums.AUDIO_EXTENSIONS)})"
         )
     os.makedirs(out, exist_ok=True)
-    record = drums.PredictRecord(out, drums.model_fingerprint(model_path, bfloat16=bfloat16))
+    if precision == "auto" and not bfloat16:
+        _log(f"convolutions in {encoder_dtype} (--precision auto: {_AUTO_REASON[encoder_dtype]})")
+    # The options that decide the output; bfloat16 as it was keyed before --precision, so
+    # the records of earlier runs stay valid.
+    fingerprint = drums.model_fingerprint(model_path, bfloat16=encoder_dtype == "bfloat16")
+    record = drums.PredictRecord(out, fingerprint)
     failures, skipped = len(empty), 0
     outputs = [
         (path, stem, os.path.join(out, f"{stem}.csv"), os.path.join(out, f"{stem}.mid"))

@@ -20,6 +20,7 @@ import soundfile
 import tensorflow as tf
 from click.testing import CliRunner
 
+from loco_tf import streaming
 from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.models import ConvLSTMConfig, grow_conv_lstm_weights
 from loco_tf.pipelines import render
@@ -152,7 +153,7 @@ def test_train_writes_the_model_and_its_description(model_dir, data):
         assert f"drums-test-{KIT}" in json.load(file)[os.fspath(model_dir)]
     # `loco train` scored the run with the network it trained (`TrainResult.transcriber`),
     # kept for `_load`: it is what loading the files gives.
-    key = drums_cli._cache_key(model_dir, bfloat16=False)
+    key = drums_cli._cache_key(model_dir, "float32")
     kept, loaded = drums_cli._LOADED[key], drums.DrumTranscriber.load(model_dir)
     assert kept.model is not loaded.model
     assert (kept.decoding, kept.description, kept.task) == (
@@ -927,7 +928,7 @@ def test_a_model_loaded_again_shares_its_network_until_its_files_change(model_di
     assert second.model is first.model and second.streamer is first.streamer  # not reloaded
     first.description["decoding"] = "changed"  # each load has its own description
     assert second.description["decoding"] != "changed"
-    assert drums_cli._load(folder, bfloat16=True).model is not first.model
+    assert drums_cli._load(folder, encoder_dtype="bfloat16").model is not first.model
     # Rewritten (a re-tuned decoding): loaded afresh, with the new decoding.
     description = json.loads((folder / drums.MODEL_JSON).read_text())
     description["decoding"]["KD"]["threshold"] = 0.123
@@ -937,7 +938,7 @@ def test_a_model_loaded_again_shares_its_network_until_its_files_change(model_di
     assert first.decoding[0].threshold != 0.123
 
 
-def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
+def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path, monkeypatch):
     ((wav, _),) = data["test"]
     audio, _ = soundfile.read(wav, dtype="float32")
     rate = soundfile.info(wav).samplerate
@@ -950,6 +951,7 @@ def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
     (folder / "notes.txt").write_text("not audio")
     (tmp_path / "nothing").mkdir()
     out = tmp_path / "out"
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: False)
 
     def run(*options):
         result = invoke(drums_cli.predict, folder, "--out", out, "--model", model_dir, *options)
@@ -970,10 +972,14 @@ def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
     (out / "b.mid").unlink()
     result, up_to_date = run()
     assert result.exit_code == 0 and not up_to_date, result.output
-    # Other options (--bfloat16) or --overwrite redo everything.
-    assert len(run()[1]) == 2
-    assert not run("--bfloat16")[1]
+    # Another precision or --overwrite redo everything. --precision auto (the default) is
+    # float32 on a CPU without native bfloat16 (as here, from the start) and bfloat16 on one
+    # with it; --bfloat16 is --precision bfloat16.
+    assert len(run()[1]) == len(run("--precision", "float32")[1]) == 2
+    assert not run("--precision", "bfloat16")[1]
     assert len(run("--bfloat16")[1]) == 2
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: True)
+    assert len(run()[1]) == 2
     assert not run("--bfloat16", "--overwrite")[1]
     # A folder without audio is an error for that input; the others are done.
     result = invoke(
@@ -984,15 +990,38 @@ def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path):
     assert "1 of 3 file(s) failed" in result.output
 
 
-def test_predict_with_bfloat16_convolutions(model_dir, data, tmp_path):
+def test_predict_with_bfloat16_convolutions(model_dir, data, tmp_path, monkeypatch):
     ((wav, _),) = data["test"]
-    plain = invoke(drums_cli.predict, wav, "--out", tmp_path / "a", "--model", model_dir)
-    fast = invoke(
-        drums_cli.predict, wav, "--out", tmp_path / "b", "--model", model_dir, "--bfloat16"
-    )
+
+    def run(out, *options):
+        return invoke(
+            drums_cli.predict, wav, "--out", tmp_path / out, "--model", model_dir, *options
+        )
+
+    plain = run("a", "--precision", "float32")
+    fast = run("b", "--precision", "bfloat16")
     assert plain.exit_code == fast.exit_code == 0, fast.output
     with open(tmp_path / "b" / f"{Path(wav).stem}.csv") as file:
         assert next(csv.reader(file)) == ["time", "class"]
+    loads, load = [], drums_cli._load
+
+    def spy(model_path, task=None, encoder_dtype="float32"):
+        loads.append(encoder_dtype)
+        return load(model_path, task, encoder_dtype)
+
+    monkeypatch.setattr(drums_cli, "_load", spy)
+    # auto says what it chose and why; the explicit choices say nothing.
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: True)
+    assert "convolutions in bfloat16 (--precision auto: this CPU computes" in run("c").output
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: False)
+    assert "convolutions in float32 (--precision auto: no native" in run("d").output
+    assert "--precision auto" not in run("e", "--precision", "float32").output
+    assert "--precision auto" not in run("f", "--bfloat16").output
+    assert loads == ["bfloat16", "float32", "float32", "bfloat16"]
+    # --bfloat16, the older spelling, may repeat --precision bfloat16, not contradict it.
+    result = run("g", "--bfloat16", "--precision", "float32")
+    assert result.exit_code == 2 and "--bfloat16 contradicts --precision float32" in result.output
+    assert run("g", "--bfloat16", "--precision", "bfloat16").exit_code == 0
 
 
 def test_predict_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):

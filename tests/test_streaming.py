@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from loco_tf import distribute
+from loco_tf import distribute, streaming
 from loco_tf.features import FeatureConfig
 from loco_tf.recipes import drums
 from loco_tf.streaming import (
     CausalStreamer,
     FusedLSTM,
+    encoder_dtype_for,
     inference_model,
     lstm_recurrence,
+    native_bfloat16,
     padded_length,
     standard_lstm_weights,
     with_fused_lstms,
@@ -215,3 +217,33 @@ def test_a_mixed_precision_model_streams_in_float32(policy, per_instrument):
     np.testing.assert_allclose(streamed, expected, atol=1e-5, rtol=0)
     # Half precision itself is further off than the streamer's 1e-5 check allows.
     assert np.abs(mixed(inputs).numpy()[0] - expected).max() > 1e-5
+
+
+# /proc/cpuinfo excerpts: an AVX512_BF16 core (AMD Zen 4), an AMX one (Sapphire Rapids, which
+# also lists avx512_bf16; here only amx_bf16, to test that flag alone), and one without.
+ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
+AMX = "processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_tile amx_bf16 amx_int8\n"
+SKYLAKE = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\npower management: avx512_bf16\n"
+
+
+def test_native_bfloat16_reads_the_cpu_flags_and_respects_onednn_off():
+    assert native_bfloat16(ZEN4, environ={})
+    assert native_bfloat16(AMX, environ={})
+    assert not native_bfloat16(SKYLAKE, environ={})  # the word on a line other than flags
+    assert not native_bfloat16("", environ={})
+    assert not native_bfloat16(ZEN4.replace("avx512_bf16", "avx512_bf16x"), environ={})
+    # TensorFlow's oneDNN kernels switched off: bfloat16 would not use the instructions.
+    assert not native_bfloat16(ZEN4, environ={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert native_bfloat16(ZEN4, environ={"TF_ENABLE_ONEDNN_OPTS": "1"})
+
+
+def test_encoder_dtype_for_auto_follows_the_cpu(monkeypatch):
+    assert encoder_dtype_for("auto", native=True) == "bfloat16"
+    assert encoder_dtype_for("auto", native=False) == "float32"
+    for native in (True, False):  # explicit choices do not look at the CPU
+        assert encoder_dtype_for("float32", native=native) == "float32"
+        assert encoder_dtype_for("bfloat16", native=native) == "bfloat16"
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: False)
+    assert encoder_dtype_for("auto") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        encoder_dtype_for("float16")
