@@ -103,6 +103,9 @@ class Augment:
         reverb_seconds: each segment gets a reverberation tail (`reverberate`) with a
             reverberation time (RT60) drawn uniformly in [0, reverb_seconds] and a tail level
             drawn uniformly in `REVERB_WET_DB`; 0 turns it off.
+        mask_bands: frequency masking (`mask_bands`): each segment gets `MASKS` masks, each of
+            a uniform number in [0, mask_bands] of consecutive mel bands at a uniform place;
+            0 turns it off.
     """
 
     stack_probability: float = 0.0
@@ -110,14 +113,16 @@ class Augment:
     eq_db: float = 0.0
     shift_bands: int = 0
     reverb_seconds: float = 0.0
+    mask_bands: int = 0
 
     def __post_init__(self):
         if not 0.0 <= self.stack_probability <= 1.0:
             raise ValueError(f"stack_probability must be in [0, 1]: {self.stack_probability}")
-        if min(self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds) < 0:
+        ranges = (self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds, self.mask_bands)
+        if min(ranges) < 0:
             raise ValueError(
-                f"gain_db, eq_db, shift_bands and reverb_seconds are ranges and must be >= 0: "
-                f"{self}"
+                "gain_db, eq_db, shift_bands, reverb_seconds and mask_bands are ranges and must "
+                f"be >= 0: {self}"
             )
 
     @property
@@ -127,9 +132,9 @@ class Augment:
 
     @property
     def changes_features(self) -> bool:
-        """Whether segments' features are changed (colouring or reverberation:
+        """Whether segments' features are changed (colouring, reverberation or masking:
         `colour_examples`)."""
-        return self.colours or bool(self.reverb_seconds)
+        return self.colours or bool(self.reverb_seconds) or bool(self.mask_bands)
 
     @property
     def active(self) -> bool:
@@ -354,6 +359,44 @@ def random_reverb(augment: Augment, frame_rate: float, seed):
     return reverb_parameters(rt60, wet_db, frame_rate)
 
 
+MASKS = 2
+"""Frequency masks per segment with `Augment.mask_bands`."""
+
+
+def mask_bands(features, lengths, starts, widths):
+    """Masks bands of one segment's features `[T, n_mels, 2]`: in each mask, bands
+    `starts[i]` to `starts[i] + widths[i] - 1`, every frame holds the band's mean level (dB)
+    over the segment's real frames and the frame before it, and the causal difference is 0.
+
+    This is SpecAugment's frequency masking (Park et al. 2019) on these features: a masked band
+    tells nothing of when anything happens, so the network has to find each instrument in the
+    other bands too. The level is kept (not set to silence), so a mask does not add a change
+    of level at its edges. Frames from `lengths` on are padding and come back as zeros.
+    """
+    log_mel = _log_mel_from_previous(features)
+    n_mels = tf.shape(features)[1]
+    real = tf.cast(tf.range(tf.shape(log_mel)[0]) <= lengths, log_mel.dtype)[:, tf.newaxis]
+    mean = tf.reduce_sum(log_mel * real, axis=0) / tf.reduce_sum(real)
+    bands = tf.range(n_mels)[tf.newaxis, :]
+    starts = tf.reshape(tf.cast(starts, tf.int32), [-1, 1])
+    widths = tf.reshape(tf.cast(widths, tf.int32), [-1, 1])
+    masked = tf.reduce_any((bands >= starts) & (bands < starts + widths), axis=0)
+    log_mel = tf.where(masked[tf.newaxis, :], mean[tf.newaxis, :], log_mel)
+    return _features_from_previous(log_mel, lengths)
+
+
+def random_masks(augment: Augment, n_mels: int, seed):
+    """Draws `(starts, widths)` `[MASKS]` for `mask_bands` from a stateless seed `[2]`: widths
+    uniform in [0, `augment.mask_bands`], starts uniform where the mask fits in the bands."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    widths = tf.random.stateless_uniform(
+        [MASKS], seeds[0], 0, min(augment.mask_bands, n_mels) + 1, dtype=tf.int32
+    )
+    places = tf.random.stateless_uniform([MASKS], seeds[1])
+    starts = tf.cast(tf.floor(places * tf.cast(n_mels - widths + 1, tf.float32)), tf.int32)
+    return tf.minimum(starts, n_mels - widths), widths
+
+
 def colour_examples(
     dataset: tf.data.Dataset,
     augment: Augment,
@@ -361,8 +404,9 @@ def colour_examples(
     seed: int | None,
     frame_rate: float | None = None,
 ) -> tf.data.Dataset:
-    """Reverberates (`random_reverb`, `reverberate`; with `augment.reverb_seconds`) and then
-    colours (`random_colouring`, `colour_spectrum`; with `augment.colours`) every
+    """Reverberates (`random_reverb`, `reverberate`; with `augment.reverb_seconds`), then
+    colours (`random_colouring`, `colour_spectrum`; with `augment.colours`) and then masks
+    (`random_masks`, `mask_bands`; with `augment.mask_bands`) every
     `{"features", "lengths", ...}` example of `dataset` at random; the other keys pass
     through. `frame_rate` is the features' frames per second, which the reverberation's decay
     depends on; it has no default, so that features from another front end cannot silently
@@ -387,6 +431,10 @@ def colour_examples(
         if augment.colours:
             shift, gain_db = random_colouring(augment, features.shape[1], pair)
             features = colour_spectrum(features, example["lengths"], shift, gain_db, amin)
+        if augment.mask_bands:
+            mask_seed = tf.random.experimental.stateless_fold_in(tf.cast(pair, tf.int64), 2)
+            starts, widths = random_masks(augment, features.shape[1], mask_seed)
+            features = mask_bands(features, example["lengths"], starts, widths)
         return {**example, "features": features}
 
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)

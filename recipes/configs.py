@@ -78,6 +78,9 @@ class DrumTrainConfig:
         reverb_seconds: a reverberation tail on each training segment, RT60 up to this many
             seconds (`pipelines.dataset.reverberate`; 0 is off), for both supervisions. It
             imitates the room sound of kits recorded with room microphones.
+        mask_bands: frequency masking of each training segment: two masks of up to this many
+            consecutive mel bands each, where every frame holds the band's mean level
+            (`pipelines.dataset.mask_bands`; 0 is off), for both supervisions.
         widen_frames: frames on each side of an onset that are positives too (frames only).
         widen_weight: the loss weight of those neighbours (frames only).
         tensorboard: write TensorBoard logs to `out/logs`.
@@ -122,6 +125,7 @@ class DrumTrainConfig:
     eq_db: float = 0.0
     shift_bands: int = 0
     reverb_seconds: float = 0.0
+    mask_bands: int = 0
     widen_frames: int = 1
     widen_weight: float = 0.25
     tensorboard: bool = False
@@ -142,9 +146,11 @@ class DrumTrainConfig:
             raise ValueError("extract stacking mixes counts; it is for counts supervision only")
         if min(self.batch_size, self.epochs, self.steps_per_epoch, self.sequence_length) < 1:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
-        if min(self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds) < 0:
+        ranges = (self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds, self.mask_bands)
+        if min(ranges) < 0:
             raise ValueError(
-                "gain_db, eq_db, shift_bands and reverb_seconds are ranges and must be >= 0"
+                "gain_db, eq_db, shift_bands, reverb_seconds and mask_bands are ranges and must "
+                "be >= 0"
             )
         if self.shift_bands and self.task == "piano":
             raise ValueError("shift_bands moves pitches, and piano classes are pitches: use 0")

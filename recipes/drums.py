@@ -318,6 +318,7 @@ def augmentation(config: DrumTrainConfig) -> Augment | None:
         config.eq_db,
         config.shift_bands,
         config.reverb_seconds,
+        config.mask_bands,
     )
     return augment if augment.active else None
 

@@ -77,6 +77,8 @@ _HELP = {
     "training segment (0: off).",
     "shift_bands": "Spectral colouring: mel bands shift by up to this many bands up or down "
     "(a crude retuning; 0: off).",
+    "mask_bands": "Frequency masking (SpecAugment): two masks of up to this many consecutive "
+    "mel bands on each training segment, each band held at its mean level (0: off).",
     "reverb_seconds": "Reverberation: each training segment gets a room tail with a "
     "reverberation time (RT60) of up to this many seconds, e.g. 0.8 (0: off). Imitates kits "
     "recorded with room microphones; see the README.",

@@ -11,13 +11,16 @@ from loco_tf.features import FeatureConfig, compute_features
 from loco_tf.pipelines.dataset import (
     EQ_POINTS,
     EVALUATION_SPEC,
+    MASKS,
     REVERB_WET_DB,
     TRAINING_SPEC,
     Augment,
     colour_examples,
     colour_spectrum,
     evaluation_dataset,
+    mask_bands,
     random_colouring,
+    random_masks,
     random_reverb,
     reverb_parameters,
     reverberate,
@@ -449,3 +452,68 @@ def test_training_dataset_reverberates_without_touching_counts_or_colouring(shar
             shifted = xb["features"][example, :frames, :, 0] - reverberant
             shifted = shifted[reverberant > FLOOR + 6.0]
             assert np.ptp(shifted) < 1e-3 and shifted.mean() == pytest.approx(offset, abs=1e-3)
+
+
+def test_band_masks_hold_each_band_at_its_mean_level():
+    rng = np.random.default_rng(8)
+    log_mel = np.maximum(rng.normal(-40, 20, (41, 80)), FLOOR).astype(np.float32)
+    features = np.stack([log_mel[1:], log_mel[1:] - log_mel[:-1]], axis=-1)  # 40 frames
+    features[30:] = 0.0  # padding: 30 real frames, and the frame before them
+    out = mask_bands(tf.constant(features), 30, [5, 70], [3, 10]).numpy()
+    masked = np.zeros(80, bool)
+    masked[5:8] = masked[70:80] = True
+    # float64 reference: the mean over the frame before and the 30 real frames.
+    mean = log_mel[:31].astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(out[:30, masked, 0], np.broadcast_to(mean[masked], (30, 13)), 1e-5)
+    assert np.all(out[:30, masked, 1] == 0.0)  # the frame before is masked too: no step
+    np.testing.assert_allclose(out[:30, ~masked], features[:30, ~masked], atol=1e-5)
+    assert np.all(out[30:] == 0.0)
+    # Overlapping masks are one mask; zero widths change nothing.
+    overlap = mask_bands(tf.constant(features), 30, [5, 6], [3, 4]).numpy()
+    np.testing.assert_allclose(overlap[:30, 5:10, 0], np.broadcast_to(mean[5:10], (30, 5)), 1e-5)
+    none = mask_bands(tf.constant(features), 30, [5, 6], [0, 0]).numpy()
+    np.testing.assert_allclose(none, features, atol=1e-5)
+
+
+def test_random_masks_stay_in_the_bands_and_repeat_with_the_seed():
+    augment = Augment(mask_bands=12)
+    draws = [random_masks(augment, 80, tf.constant([s, 5])) for s in range(400)]
+    starts = np.stack([s.numpy() for s, _ in draws])
+    widths = np.stack([w.numpy() for _, w in draws])
+    assert starts.shape == widths.shape == (400, MASKS)
+    assert set(widths.ravel()) == set(range(13))  # every width in [0, 12]
+    assert starts.min() == 0 and np.all(starts + widths <= 80) and (starts + widths).max() == 80
+    again = random_masks(augment, 80, tf.constant([3, 5]))
+    np.testing.assert_array_equal(again[0], starts[3])
+    np.testing.assert_array_equal(again[1], widths[3])
+    with pytest.raises(ValueError, match="ranges"):
+        Augment(mask_bands=-1)
+    assert Augment(mask_bands=4).changes_features and not Augment().changes_features
+
+
+def test_training_dataset_masks_bands_and_keeps_counts(shards):
+    manifest, _ = shards
+
+    def batches(augment):
+        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
+        return list(dataset.take(3).as_numpy_iterator())
+
+    plain, masked = batches(None), batches(Augment(mask_bands=20))
+    changed = []
+    for (x, counts), (xm, counts_m) in zip(plain, masked, strict=True):
+        np.testing.assert_array_equal(counts, counts_m)
+        np.testing.assert_array_equal(x["lengths"], xm["lengths"])
+        for example in range(5):
+            frames = x["lengths"][example]
+            # Channel 0 (the fixture's channel 1 is not its difference, and comes back as it).
+            difference = (
+                xm["features"][example, :frames, :, 0] - x["features"][example, :frames, :, 0]
+            )
+            differs = np.any(np.abs(difference) > 1e-3, axis=0)
+            # At most two runs of changed bands, each at most 20 wide, and flat in time.
+            assert differs.sum() <= 2 * 20
+            flat = xm["features"][example, 1:frames, differs, 1]
+            assert np.all(flat == 0.0)
+            assert np.all(xm["features"][example, frames:] == 0.0)
+            changed.append(differs.sum())
+    assert max(changed) > 0

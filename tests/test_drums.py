@@ -234,6 +234,15 @@ def test_the_twin_hears_the_same_colouring_and_keeps_its_targets(data, tmp_path)
     assert np.abs(batch[0]["features"] - batch_c[0]["features"]).max() > 1.0
     with pytest.raises(ValueError, match="ranges"):
         dataclasses.replace(plain, gain_db=-3.0)
+    # Frequency masking (`--mask-bands`) reaches the twin's pipeline too.
+    assert drums.augmentation(dataclasses.replace(plain, mask_bands=6)).mask_bands == 6
+    masked = dataclasses.replace(plain, mask_bands=20)
+    batch_m = next(iter(drums.frames_dataset(manifest, masked, training=True)))
+    np.testing.assert_array_equal(batch[1], batch_m[1])
+    flat = np.all(batch_m[0]["features"][..., 1] == 0.0, axis=1)  # [batch, bands]
+    assert flat.any() and not np.all(batch[0]["features"][..., 1] == 0.0, axis=1).any()
+    with pytest.raises(ValueError, match="ranges"):
+        dataclasses.replace(plain, mask_bands=-1)
     with pytest.raises(ValueError, match="pitches"):
         dataclasses.replace(plain, task="piano", shift_bands=2)
 
