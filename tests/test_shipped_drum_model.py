@@ -33,7 +33,7 @@ def test_shipped_model_finds_the_hits_of_a_new_groove(tmp_path):
     # The model cards report micro F1 above 90 % on GMD test performances with this kit; procedural
     # groove (with fills and ghost notes) is a different distribution, so the bar is lower.
     assert overall.f1 >= 0.7, scores.table()
-    # bfloat16 convolutions (`loco predict --bfloat16`): p(t) near float32's, the same score.
+    # bfloat16 convolutions (`loco predict`, --precision bfloat16): p(t) near float32's, same score.
     fast = DrumTranscriber.load(path, encoder_dtype="bfloat16").transcribe(wav)
     assert 0.0 < np.abs(fast.probabilities - transcription.probabilities).max() < 0.1
     fast_f1 = evaluate_onsets([references], [fast.times], classes).scores[(0.05, "all")].f1
