@@ -462,15 +462,6 @@ def precision_options(default: str):
     return lambda command: precision(alias(command))
 
 
-def _auto_reason(encoder_dtype: str) -> str:
-    """Why `--precision auto` chose `encoder_dtype` (`loco_tf.streaming.native_bfloat16`)."""
-    if encoder_dtype == "bfloat16":
-        return "this CPU computes bfloat16 natively; --precision float32 for float32"
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
-        return "TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN, whose kernels compute bfloat16 natively"
-    return "no native bfloat16 on this CPU"
-
-
 def _encoder_dtype(precision: str, bfloat16: bool) -> str:
     """The encoder dtype of `--precision` and `--bfloat16`; both given, they must agree."""
     from loco_tf.streaming import encoder_dtype_for
@@ -824,8 +815,6 @@ def predict(audio, out, model_path, task, precision, bfloat16, overwrite) -> Non
             f"error: {folder}: no audio files in this folder ({', '.join(drums.AUDIO_EXTENSIONS)})"
         )
     os.makedirs(out, exist_ok=True)
-    if precision == "auto" and not bfloat16:
-        _log(f"convolutions in {encoder_dtype} (--precision auto: {_auto_reason(encoder_dtype)})")
     # The options that decide the output; bfloat16 as it was keyed before --precision, so
     # the records of earlier runs stay valid.
     fingerprint = drums.model_fingerprint(model_path, bfloat16=encoder_dtype == "bfloat16")
