@@ -444,7 +444,7 @@ def precision_options(default: str):
     `bfloat16`, which `_encoder_dtype` turns into the network's encoder dtype."""
     auto = (
         "auto: bfloat16 where the CPU computes it natively (AVX512_BF16 or AMX in "
-        "/proc/cpuinfo), else float32"
+        "/proc/cpuinfo) and TensorFlow's oneDNN is on, else float32"
     )
     precision = click.option(
         "--precision",
