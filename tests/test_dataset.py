@@ -318,14 +318,17 @@ def test_random_colourings_stay_in_their_ranges_and_repeat_with_the_seed():
     assert int(shift) == 0 and np.all(gain.numpy() == 0.0)
 
 
+def augmented_batches(manifest, count, augment):
+    """The first `count` training batches of 5 from the shards with `augment` (seed 1)."""
+    dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
+    return list(dataset.take(count).as_numpy_iterator())
+
+
 def test_training_dataset_colours_levels_but_keeps_counts_and_lengths(shards):
     manifest, examples = shards
 
-    def batches(augment):
-        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
-        return list(dataset.take(4).as_numpy_iterator())
-
-    plain, coloured = batches(None), batches(Augment(gain_db=6.0))
+    plain = augmented_batches(manifest, 4, None)
+    coloured = augmented_batches(manifest, 4, Augment(gain_db=6.0))
     for (x, counts), (xc, counts_c) in zip(plain, coloured, strict=True):
         np.testing.assert_array_equal(counts, counts_c)
         np.testing.assert_array_equal(x["lengths"], xc["lengths"])
@@ -426,14 +429,10 @@ def test_random_reverbs_stay_in_their_ranges_and_repeat_with_the_seed():
 def test_training_dataset_reverberates_without_touching_counts_or_colouring(shards):
     manifest, _ = shards
 
-    def batches(augment):
-        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
-        return list(dataset.take(3).as_numpy_iterator())
-
-    plain = batches(None)
-    wet = batches(Augment(reverb_seconds=0.8))
-    coloured = batches(Augment(gain_db=6.0))
-    both = batches(Augment(gain_db=6.0, reverb_seconds=0.8))
+    plain = augmented_batches(manifest, 3, None)
+    wet = augmented_batches(manifest, 3, Augment(reverb_seconds=0.8))
+    coloured = augmented_batches(manifest, 3, Augment(gain_db=6.0))
+    both = augmented_batches(manifest, 3, Augment(gain_db=6.0, reverb_seconds=0.8))
     for (x, counts), (xw, counts_w), (xc, _), (xb, _) in zip(
         plain, wet, coloured, both, strict=True
     ):
@@ -494,11 +493,8 @@ def test_random_masks_stay_in_the_bands_and_repeat_with_the_seed():
 def test_training_dataset_masks_bands_and_keeps_counts(shards):
     manifest, _ = shards
 
-    def batches(augment):
-        dataset = training_dataset(manifest.path, 5, seed=1, augment=augment, shuffle_buffer=10)
-        return list(dataset.take(3).as_numpy_iterator())
-
-    plain, masked = batches(None), batches(Augment(mask_bands=20))
+    plain = augmented_batches(manifest, 3, None)
+    masked = augmented_batches(manifest, 3, Augment(mask_bands=20))
     changed = []
     for (x, counts), (xm, counts_m) in zip(plain, masked, strict=True):
         np.testing.assert_array_equal(counts, counts_m)
