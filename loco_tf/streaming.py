@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# `encoder_dtype_for`'s choices: "auto" is bfloat16 where the CPU computes it natively.
 from loco_tf._choices import INFERENCE_PRECISIONS
 
 
@@ -163,8 +164,6 @@ def split_causal_network(network: keras.Model) -> dict[str, Any]:
 
 
 ENCODER_DTYPES = ("float32", "bfloat16")
-# `encoder_dtype_for`'s choices: "auto" is bfloat16 where the CPU computes it natively.
-PRECISIONS = INFERENCE_PRECISIONS
 # /proc/cpuinfo flags of x86 CPUs with bfloat16 arithmetic (dot products, conversions): AVX-512
 # BF16 (Cooper Lake, Zen 4 and later) and AMX (Sapphire Rapids and later). oneDNN's bfloat16
 # convolutions use them; elsewhere they are emulated and may be slower than float32.
@@ -193,12 +192,12 @@ def native_bfloat16(cpuinfo: str | None = None, environ: Mapping[str, str] | Non
 
 
 def encoder_dtype_for(precision: str, native: bool | None = None) -> str:
-    """The `CausalStreamer` `encoder_dtype` of a precision choice (`PRECISIONS`): "float32" and
-    "bfloat16" are themselves; "auto" is "bfloat16" where `native_bfloat16()` (or `native`)
-    holds, else "float32". On the 2-core AVX512_BF16 CPU of the README the drum network took
-    half its float32 time in bfloat16, for scores within 0.1 point of float32's."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}: {precision!r}")
+    """The `CausalStreamer` `encoder_dtype` of a precision choice (`INFERENCE_PRECISIONS`):
+    "float32" and "bfloat16" are themselves; "auto" is "bfloat16" where `native_bfloat16()` (or
+    `native`) holds, else "float32". On the 2-core AVX512_BF16 CPU of the README the drum
+    network took half its float32 time in bfloat16, for scores within 0.1 point of float32's."""
+    if precision not in INFERENCE_PRECISIONS:
+        raise ValueError(f"precision must be one of {INFERENCE_PRECISIONS}: {precision!r}")
     if precision != "auto":
         return precision
     return "bfloat16" if (native_bfloat16() if native is None else native) else "float32"
