@@ -101,6 +101,7 @@ def main() -> None:
 
     steps, parameters = training_steps(args.repeats)
     speed = inference(max(3, args.repeats), args.audio_seconds)
+    default = encoder_dtype_for("auto")
     baseline = steps["drums (3 classes, baseline)"]
     print(f"\nTraining step, batch {BATCH} x {FRAMES} frames (median of {args.repeats}):")
     print(f"  {'configuration':<32} {'params':>9} {'ms':>8} {'ratio to drums':>15}")
@@ -114,7 +115,7 @@ def main() -> None:
         print(f"  convolutions in {dtype:<10} {ratio:6.0f}")
     print(
         f"  bfloat16 / float32: {speed['bfloat16'] / speed['float32']:.2f} "
-        f"(`loco predict --task piano` here, --precision auto: {encoder_dtype_for('auto')})"
+        f"(`loco predict --task piano` here, --precision auto: {default})"
     )
     print(
         json.dumps(
@@ -124,7 +125,7 @@ def main() -> None:
                 "ratio_to_drums": {k: round(v / baseline, 3) for k, v in steps.items()},
                 "parameters": parameters,
                 "inference_x_real_time": {k: round(v, 1) for k, v in speed.items()},
-                "predict_default_precision": encoder_dtype_for("auto"),
+                "predict_default_precision": default,
                 "cpu_count": os.cpu_count(),
                 "load_average": os.getloadavg(),
             }
