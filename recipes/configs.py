@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from loco_tf._choices import PRECISIONS, STRATEGIES
+from loco_tf.pipelines.augment import Augment
 from loco_tf.pipelines.readers import DRUM_CLASSES, PIANO_PITCHES
 
 SUPERVISIONS = ("counts", "frames")
@@ -146,12 +147,7 @@ class DrumTrainConfig:
             raise ValueError("extract stacking mixes counts; it is for counts supervision only")
         if min(self.batch_size, self.epochs, self.steps_per_epoch, self.sequence_length) < 1:
             raise ValueError(f"batch_size, epochs, steps_per_epoch must be positive: {self}")
-        ranges = (self.gain_db, self.eq_db, self.shift_bands, self.reverb_seconds, self.mask_bands)
-        if min(ranges) < 0:
-            raise ValueError(
-                "gain_db, eq_db, shift_bands, reverb_seconds and mask_bands are ranges and must "
-                "be >= 0"
-            )
+        self.augment  # noqa: B018 -- building the Augment checks its ranges
         if self.shift_bands and self.task == "piano":
             raise ValueError("shift_bands moves pitches, and piano classes are pitches: use 0")
         if self.band_size < 0 or self.decoding_band_size < 0:
@@ -168,6 +164,18 @@ class DrumTrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}: {self.strategy!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}")
+
+    @property
+    def augment(self) -> Augment:
+        """The run's feature-level augmentation (its `active` is False when there is none)."""
+        return Augment(
+            self.stack_probability,
+            self.gain_db,
+            self.eq_db,
+            self.shift_bands,
+            self.reverb_seconds,
+            self.mask_bands,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""

@@ -312,14 +312,7 @@ def _class_indices(manifest: Manifest, classes: Sequence[str]) -> list[int]:
 
 def augmentation(config: DrumTrainConfig) -> Augment | None:
     """The run's feature-level augmentation, or None when it has none."""
-    augment = Augment(
-        config.stack_probability,
-        config.gain_db,
-        config.eq_db,
-        config.shift_bands,
-        config.reverb_seconds,
-        config.mask_bands,
-    )
+    augment = config.augment
     return augment if augment.active else None
 
 
