@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from loco_tf.recipes.drums_cli import MODEL_OPTION
+from loco_tf.recipes.drums_cli import MODEL_OPTION, precision_options
 
 
 def _log(message: str) -> None:
@@ -131,37 +131,45 @@ def _read_counts(path: str, classes) -> tuple[list[tuple[str, list[int]]], list[
     help="Folder for one NAME.csv (time,class) per audio file.",
 )
 @MODEL_OPTION
-def annotate(counts_csv: str, out: str, model_path: str | None) -> None:
+@precision_options("auto")
+def annotate(
+    counts_csv: str, out: str, model_path: str | None, precision: str, bfloat16: bool
+) -> None:
     """Timestamps for audio whose hit counts are known (the paper's Remark in §3).
 
     COUNTS_CSV has a header audio,KD,SD,HH and one row per file: its path (relative to the
     CSV's folder, or absolute) and how many hits of each class it holds. For each file the
     model's p(t) is computed and the k highest peaks of each class are kept, k its count; the
     times go to OUT/NAME.csv (time,class). Files that fail are reported and the rest continue;
-    a rerun skips files whose CSV exists.
+    a rerun skips files whose CSV exists. As in `loco predict`, the next file's features are
+    computed while the network finishes this one.
     """
     from loco_tf.events import decode_with_counts
     from loco_tf.pipelines.audio import AudioError
     from loco_tf.recipes import drums
-    from loco_tf.recipes.drums_cli import _load
+    from loco_tf.recipes.drums_cli import _encoder_dtype, _load
 
-    transcriber = _load(model_path)
+    transcriber = _load(model_path, encoder_dtype=_encoder_dtype(precision, bfloat16))
     rows, problems = _read_counts(counts_csv, transcriber.classes)
     for problem in problems:
         _log(f"error: {problem}")
     os.makedirs(out, exist_ok=True)
     failures = len(problems)
     stems = drums.output_stems([audio for audio, _ in rows])
-    for (audio, counts), stem in zip(rows, stems, strict=True):
-        target = os.path.join(out, f"{stem}.csv")
-        if os.path.exists(target):
+    targets = [os.path.join(out, f"{stem}.csv") for stem in stems]
+    done = [os.path.exists(target) for target in targets]
+    # One pass over the files to do, as `loco predict`'s.
+    results = transcriber.transcribe_many(
+        audio for (audio, _), skip in zip(rows, done, strict=True) if not skip
+    )
+    for (audio, counts), target, skip in zip(rows, targets, done, strict=True):
+        if skip:
             click.echo(f"{audio}: {target} exists, skipped")
             continue
-        try:
-            transcription = transcriber.transcribe(audio)
-        except AudioError as error:
+        transcription = next(results)
+        if isinstance(transcription, AudioError):
             failures += 1
-            _log(f"error: {error}")
+            _log(f"error: {transcription}")
             continue
         times = decode_with_counts(
             transcription.probabilities, counts, transcriber.feature_config, transcriber.decoding

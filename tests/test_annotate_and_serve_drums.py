@@ -8,6 +8,7 @@ import pytest
 import soundfile
 from click.testing import CliRunner
 
+from loco_tf.events import decode_with_counts
 from loco_tf.export import ExportedModel, ExportSpec, export_saved_model
 from loco_tf.metrics import evaluate_onsets
 from loco_tf.pipelines import grooves, readers, render
@@ -85,3 +86,12 @@ def test_annotate_places_the_known_number_of_hits(groove, tmp_path):
     assert annotated.f1 >= 0.8
     rerun = CliRunner().invoke(main, ["annotate", str(table), "--out", str(out)])
     assert "exists, skipped" in rerun.output
+    # In float32, the stamps are those of one file's float32 p(t), decoded with the counts.
+    out32 = tmp_path / "out32"
+    args = ["annotate", str(table), "--out", str(out32), "--precision", "float32"]
+    assert "Traceback" not in CliRunner().invoke(main, args).output
+    transcriber = DrumTranscriber.load(shipped_model())
+    p = transcriber.transcribe(folder / "groove.wav").probabilities
+    want = decode_with_counts(p, counts, transcriber.feature_config, transcriber.decoding)
+    for got, expected in zip(read_times(out32 / "groove.csv"), want, strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
