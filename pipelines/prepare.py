@@ -48,7 +48,7 @@ Augmentation (`Augmentation`), made on audio where event times are known, as ext
 each training file (source id `ID@rate=0.9`, `ID@stretch=1.1`): sample-rate variation for drums
 (§6.1) and time stretching for piano (§7.1). Off by default: every factor adds one more pass of
 feature extraction over the training audio. Extract stacking needs no event times and is done at
-training time (`pipelines.dataset.Augment`).
+training time (`pipelines.augment.Augment`).
 
 Bad input never stops a run. A file that cannot be used (unreadable, empty, NaN, digital silence,
 shorter than one window, a malformed annotation, a failed render, an annotation without audio or

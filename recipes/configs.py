@@ -75,7 +75,7 @@ class DrumTrainConfig:
         stack_probability: extract stacking (§7.1) probability; counts supervision only.
         gain_db, eq_db, shift_bands: spectral colouring of each training segment (a random
             level, smooth equaliser and shift of mel bands within these ranges; 0 is off;
-            `pipelines.dataset.Augment`), for both supervisions. It imitates other drum kits.
+            `pipelines.augment.Augment`), for both supervisions. It imitates other drum kits.
         reverb_seconds: a reverberation tail on each training segment, RT60 up to this many
             seconds (`pipelines.dataset.reverberate`; 0 is off), for both supervisions. It
             imitates the room sound of kits recorded with room microphones.
