@@ -167,15 +167,9 @@ class DrumTrainConfig:
 
     @property
     def augment(self) -> Augment:
-        """The run's feature-level augmentation (its `active` is False when there is none)."""
-        return Augment(
-            self.stack_probability,
-            self.gain_db,
-            self.eq_db,
-            self.shift_bands,
-            self.reverb_seconds,
-            self.mask_bands,
-        )
+        """The run's feature-level augmentation (its `active` is False when there is none): the
+        fields of `Augment`, which this config has under the same names."""
+        return Augment(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Augment)})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
