@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# `encoder_dtype_for`'s choices: "auto" is bfloat16 where the CPU computes it natively.
 from loco_tf._choices import INFERENCE_PRECISIONS
 
 
