@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1854,11 +1854,12 @@ def expand_audio_paths(paths: Sequence[PathLike]) -> tuple[list[str], list[str]]
 
 
 PREDICT_RECORD = "loco-predict.json"
+ANNOTATE_RECORD = "loco-annotate.json"
 
 
 def model_fingerprint(path: PathLike, **options: Any) -> str:
     """sha256 of a model's `model.keras` and `model.json` and of `options` (e.g. bfloat16):
-    what decides the output of `loco predict`."""
+    what decides the output of `loco predict` and `loco annotate`."""
     digest = hashlib.sha256()
     for file in model_files(path):
         with open(file, "rb") as handle:
@@ -1869,19 +1870,21 @@ def model_fingerprint(path: PathLike, **options: Any) -> str:
 
 
 class PredictRecord:
-    """What `loco predict` wrote into an output folder (`loco-predict.json`), so that a rerun
-    skips the files it has transcribed already, with the same model and options, from audio
-    that has not changed since (same path, size and modification time) and whose outputs are
-    still there. The record is rewritten atomically after each file, so a run killed
-    mid-batch resumes at the file it was on.
+    """What `loco predict` (or `loco annotate`) wrote into an output folder
+    (`loco-predict.json`, `loco-annotate.json`), so that a rerun skips the files it has done
+    already, with the same model and options, from audio that has not changed since (same
+    path, size and modification time) and whose outputs are still there. The record is
+    rewritten atomically after each file, so a run killed mid-batch resumes at the file it
+    was on.
 
     Args:
         out: the output folder.
         fingerprint: `model_fingerprint` of the model and options of this run.
+        name: the record's file name in `out`.
     """
 
-    def __init__(self, out: PathLike, fingerprint: str):
-        self.path = Path(out) / PREDICT_RECORD
+    def __init__(self, out: PathLike, fingerprint: str, name: str = PREDICT_RECORD):
+        self.path = Path(out) / name
         self.fingerprint = fingerprint
         self.files: dict[str, dict[str, Any]] = {}
         try:
@@ -1890,26 +1893,35 @@ class PredictRecord:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # no record (or an unreadable one): every file is transcribed
 
-    def _entry(self, audio: PathLike) -> dict[str, Any]:
+    def _entry(self, audio: PathLike, details: Mapping[str, Any] | None) -> dict[str, Any]:
         status = os.stat(audio)
         return {
             "audio": os.path.abspath(audio),
             "size": status.st_size,
             "mtime_ns": status.st_mtime_ns,
             "model": self.fingerprint,
+            **(details or {}),
         }
 
-    def done(self, audio: PathLike, stem: str, outputs: Sequence[PathLike]) -> bool:
-        """Whether `audio` was transcribed into `outputs` by this model, unchanged since."""
+    def done(
+        self,
+        audio: PathLike,
+        stem: str,
+        outputs: Sequence[PathLike],
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether `audio` was done into `outputs` by this model, unchanged since, with the
+        same `details` (JSON values that also decide the output, e.g. `loco annotate`'s
+        counts)."""
         try:
-            entry = self._entry(audio)
+            entry = self._entry(audio, details)
         except OSError:
             return False
         return self.files.get(stem) == entry and all(os.path.isfile(o) for o in outputs)
 
-    def add(self, audio: PathLike, stem: str) -> None:
-        """Records that `audio` was transcribed (under the name `stem`)."""
-        self.files[stem] = self._entry(audio)
+    def add(self, audio: PathLike, stem: str, details: Mapping[str, Any] | None = None) -> None:
+        """Records that `audio` was done (under the name `stem`, with `details`)."""
+        self.files[stem] = self._entry(audio, details)
         temporary = f"{self.path}.tmp-{os.getpid()}"
         with open(temporary, "w", encoding="utf-8") as file:
             json.dump({"files": self.files}, file, indent=1)

@@ -132,39 +132,65 @@ def _read_counts(path: str, classes) -> tuple[list[tuple[str, list[int]]], list[
 )
 @MODEL_OPTION
 @precision_options("auto")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Annotate every file again, also those an earlier run into --out finished with the "
+    "same counts, model and options.",
+)
 def annotate(
-    counts_csv: str, out: str, model_path: str | None, precision: str, bfloat16: bool
+    counts_csv: str,
+    out: str,
+    model_path: str | None,
+    precision: str,
+    bfloat16: bool,
+    overwrite: bool,
 ) -> None:
     """Timestamps for audio whose hit counts are known (the paper's Remark in §3).
 
     COUNTS_CSV has a header audio,KD,SD,HH and one row per file: its path (relative to the
     CSV's folder, or absolute) and how many hits of each class it holds. For each file the
     model's p(t) is computed and the k highest peaks of each class are kept, k its count; the
-    times go to OUT/NAME.csv (time,class). Files that fail are reported and the rest continue;
-    a rerun skips files whose CSV exists. As in `loco predict`, the next file's features are
-    computed while the network finishes this one.
+    times go to OUT/NAME.csv (time,class). Files that fail are reported and the rest continue.
+    As in `loco predict`, the next file's features are computed while the network finishes
+    this one.
+
+    A rerun into the same --out skips the files already annotated there with the same counts,
+    model and options from unchanged audio (OUT/loco-annotate.json): correct a count in
+    COUNTS_CSV and rerun, and only that file is annotated again.
     """
     from loco_tf.events import decode_with_counts
     from loco_tf.pipelines.audio import AudioError
     from loco_tf.recipes import drums
-    from loco_tf.recipes.drums_cli import _encoder_dtype, _load
+    from loco_tf.recipes.drums_cli import _encoder_dtype, _load, _model_path
 
-    transcriber = _load(model_path, encoder_dtype=_encoder_dtype(precision, bfloat16))
+    model_path = _model_path(model_path)
+    encoder_dtype = _encoder_dtype(precision, bfloat16)
+    transcriber = _load(model_path, encoder_dtype=encoder_dtype)
     rows, problems = _read_counts(counts_csv, transcriber.classes)
     for problem in problems:
         _log(f"error: {problem}")
     os.makedirs(out, exist_ok=True)
-    failures = len(problems)
+    record = drums.PredictRecord(
+        out,
+        drums.model_fingerprint(model_path, encoder_dtype=encoder_dtype),
+        name=drums.ANNOTATE_RECORD,
+    )
+    failures, skipped = len(problems), 0
     stems = drums.output_stems([audio for audio, _ in rows])
     targets = [os.path.join(out, f"{stem}.csv") for stem in stems]
-    done = [os.path.exists(target) for target in targets]
+    up_to_date = [
+        not overwrite and record.done(audio, stem, (target,), {"counts": counts})
+        for (audio, counts), stem, target in zip(rows, stems, targets, strict=True)
+    ]
     # One pass over the files to do, as `loco predict`'s.
     results = transcriber.transcribe_many(
-        audio for (audio, _), skip in zip(rows, done, strict=True) if not skip
+        audio for (audio, _), done in zip(rows, up_to_date, strict=True) if not done
     )
-    for (audio, counts), target, skip in zip(rows, targets, done, strict=True):
-        if skip:
-            click.echo(f"{audio}: {target} exists, skipped")
+    for (audio, counts), stem, target, done in zip(rows, stems, targets, up_to_date, strict=True):
+        if done:
+            skipped += 1
+            click.echo(f"{audio}: up to date -> {target}")
             continue
         transcription = next(results)
         if isinstance(transcription, AudioError):
@@ -176,6 +202,7 @@ def annotate(
         )
         try:
             drums.write_csv(target, times, transcriber.classes)
+            record.add(audio, stem, {"counts": counts})
         except OSError as error:
             raise click.ClickException(f"cannot write to {out}: {error}") from None
         placed = ", ".join(
@@ -183,6 +210,11 @@ def annotate(
             for name, t, k in zip(transcriber.classes, times, counts, strict=True)
         )
         click.echo(f"{audio}: placed {placed} -> {target}", file=sys.stdout)
+    if skipped:
+        click.echo(
+            f"{skipped} file(s) were up to date in {out} (same audio, counts, model and "
+            "options); --overwrite annotates them again"
+        )
     if failures:
         raise click.ClickException(f"{failures} row(s) failed (listed above)")
 

@@ -85,7 +85,7 @@ def test_annotate_places_the_known_number_of_hits(groove, tmp_path):
     assert annotated.precision == pytest.approx(annotated.recall)  # as many hits as the truth
     assert annotated.f1 >= 0.8
     rerun = CliRunner().invoke(main, ["annotate", str(table), "--out", str(out)])
-    assert "exists, skipped" in rerun.output
+    assert "groove.wav: up to date ->" in rerun.output
     # In float32, the stamps are those of one file's float32 p(t), decoded with the counts.
     out32 = tmp_path / "out32"
     args = ["annotate", str(table), "--out", str(out32), "--precision", "float32"]

@@ -999,6 +999,62 @@ def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path, mo
     assert "1 of 3 file(s) failed" in result.output
 
 
+def test_annotate_reruns_only_the_files_whose_counts_model_or_audio_changed(
+    model_dir, data, tmp_path, monkeypatch
+):
+    from loco_tf.events import decode_with_counts
+    from loco_tf.recipes import serving_cli
+
+    ((wav, _),) = data["test"]
+    audio, _ = soundfile.read(wav, dtype="float32")
+    rate = soundfile.info(wav).samplerate
+    soundfile.write(tmp_path / "a.wav", audio[: 3 * rate], rate)
+    soundfile.write(tmp_path / "b.wav", audio[rate : 4 * rate], rate)
+    table, out = tmp_path / "counts.csv", tmp_path / "out"
+    monkeypatch.setattr(streaming, "native_bfloat16", lambda: False)
+
+    def run(a_counts="2,3,4", *options):
+        table.write_text(f"audio,KD,SD,HH\na.wav,{a_counts}\nb.wav,1,0,5\n")
+        result = invoke(serving_cli.annotate, table, "--out", out, "--model", model_dir, *options)
+        assert result.exit_code == 0, result.output
+        return sorted(
+            line.split(":")[0]
+            for line in result.output.splitlines()
+            if " -> " in line and "up to date" not in line
+        )
+
+    transcriber = drums.DrumTranscriber.load(model_dir)
+
+    def check(stem, counts):
+        """OUT/STEM.csv holds the model's p(t) of STEM.wav decoded with `counts`."""
+        with open(out / f"{stem}.csv", newline="") as file:
+            rows = list(csv.DictReader(file))
+        p = transcriber.transcribe(tmp_path / f"{stem}.wav").probabilities
+        want = decode_with_counts(p, counts, transcriber.feature_config, transcriber.decoding)
+        for name, expected in zip(DRUM_CLASSES, want, strict=True):
+            got = [float(r["time"]) for r in rows if r["class"] == name]
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+
+    a, b = os.fspath(tmp_path / "a.wav"), os.fspath(tmp_path / "b.wav")
+    assert run() == [a, b]
+    check("a", [2, 3, 4])
+    check("b", [1, 0, 5])
+    written = (out / "b.csv").stat().st_mtime_ns
+    assert run() == []  # nothing changed: nothing done
+    # A corrected count redoes that row only, with the new count.
+    assert run("1,3,4") == [a]
+    check("a", [1, 3, 4])
+    assert (out / "b.csv").stat().st_mtime_ns == written
+    # Changed audio, a lost output, another precision or --overwrite redo what they touch.
+    soundfile.write(tmp_path / "a.wav", audio[: 2 * rate], rate)
+    assert run("1,3,4") == [a]
+    (out / "b.csv").unlink()
+    assert run("1,3,4") == [b]
+    assert run("1,3,4", "--precision", "bfloat16") == [a, b]
+    assert run("1,3,4", "--precision", "bfloat16") == []
+    assert run("1,3,4", "--precision", "bfloat16", "--overwrite") == [a, b]
+
+
 def test_predict_with_bfloat16_convolutions(model_dir, data, tmp_path, monkeypatch):
     ((wav, _),) = data["test"]
 
