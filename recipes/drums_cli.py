@@ -438,6 +438,23 @@ def _load(model_path, task: str | None = None, encoder_dtype: str = "float32") -
     return transcriber
 
 
+def transcribe_unless_done(
+    transcriber, paths: typing.Sequence, done: typing.Sequence[bool]
+) -> typing.Iterator:
+    """Per path, in order: None where `done` says so, else its `transcribe_many` result (a
+    `Transcription`, or the `AudioError` that makes the file unusable). One `transcribe_many`
+    pass over the files to do, so the next file's features are computed while the network
+    finishes this one (`loco predict`, `loco annotate`)."""
+    results = transcriber.transcribe_many(
+        path for path, skip in zip(paths, done, strict=True) if not skip
+    )
+    try:
+        for skip in done:
+            yield None if skip else next(results)
+    finally:
+        results.close()  # BLAS threads back as they were (`transcribe_many`)
+
+
 def precision_options(default: str):
     """`--precision auto|float32|bfloat16` with `default`, and `--bfloat16`, its older
     spelling of `--precision bfloat16` (hidden); the command gets `precision` and
@@ -828,17 +845,12 @@ def predict(audio, out, model_path, task, precision, bfloat16, overwrite) -> Non
         not overwrite and record.done(path, stem, (csv_path, midi_path))
         for path, stem, csv_path, midi_path in outputs
     ]
-    # One pass over the files to do: the next file's features are computed while the network
-    # finishes this one.
-    results = transcriber.transcribe_many(
-        path for (path, *_), done in zip(outputs, up_to_date, strict=True) if not done
-    )
-    for (path, stem, csv_path, midi_path), done in zip(outputs, up_to_date, strict=True):
-        if done:
+    results = transcribe_unless_done(transcriber, [path for path, *_ in outputs], up_to_date)
+    for (path, stem, csv_path, midi_path), transcription in zip(outputs, results, strict=True):
+        if transcription is None:
             skipped += 1
             click.echo(f"{path}: up to date -> {csv_path}, {midi_path}")
             continue
-        transcription = next(results)
         if isinstance(transcription, AudioError):
             failures += 1
             _log(f"error: {transcription}")

@@ -162,7 +162,12 @@ def annotate(
     from loco_tf.events import decode_with_counts
     from loco_tf.pipelines.audio import AudioError
     from loco_tf.recipes import drums
-    from loco_tf.recipes.drums_cli import _encoder_dtype, _load, _model_path
+    from loco_tf.recipes.drums_cli import (
+        _encoder_dtype,
+        _load,
+        _model_path,
+        transcribe_unless_done,
+    )
 
     model_path = _model_path(model_path)
     encoder_dtype = _encoder_dtype(precision, bfloat16)
@@ -183,16 +188,14 @@ def annotate(
         not overwrite and record.done(audio, stem, (target,), {"counts": counts})
         for (audio, counts), stem, target in zip(rows, stems, targets, strict=True)
     ]
-    # One pass over the files to do, as `loco predict`'s.
-    results = transcriber.transcribe_many(
-        audio for (audio, _), done in zip(rows, up_to_date, strict=True) if not done
-    )
-    for (audio, counts), stem, target, done in zip(rows, stems, targets, up_to_date, strict=True):
-        if done:
+    results = transcribe_unless_done(transcriber, [audio for audio, _ in rows], up_to_date)
+    for (audio, counts), stem, target, transcription in zip(
+        rows, stems, targets, results, strict=True
+    ):
+        if transcription is None:
             skipped += 1
             click.echo(f"{audio}: up to date -> {target}")
             continue
-        transcription = next(results)
         if isinstance(transcription, AudioError):
             failures += 1
             _log(f"error: {transcription}")

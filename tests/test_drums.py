@@ -999,6 +999,22 @@ def test_predict_takes_folders_and_a_rerun_resumes(model_dir, data, tmp_path, mo
     assert "1 of 3 file(s) failed" in result.output
 
 
+def test_transcribe_unless_done_transcribes_the_rest_in_one_pass_in_order():
+    class Transcriber:
+        passes = 0
+
+        def transcribe_many(self, paths):
+            self.passes += 1
+            return (f"p({path})" for path in paths)
+
+    transcriber = Transcriber()
+    results = drums_cli.transcribe_unless_done(
+        transcriber, ["a", "b", "c", "d"], [True, False, True, False]
+    )
+    assert list(results) == [None, "p(b)", None, "p(d)"]
+    assert transcriber.passes == 1
+
+
 def test_annotate_reruns_only_the_files_whose_counts_model_or_audio_changed(
     model_dir, data, tmp_path, monkeypatch
 ):
