@@ -155,9 +155,9 @@ def annotate(
     As in `loco predict`, the next file's features are computed while the network finishes
     this one.
 
-    A rerun into the same --out skips the files already annotated there with the same counts,
-    model and options from unchanged audio (OUT/loco-annotate.json): correct a count in
-    COUNTS_CSV and rerun, and only that file is annotated again.
+    A rerun into the same --out skips the files already annotated there (OUT/loco-annotate.json)
+    with the same counts, model and options from unchanged audio: correct a count in COUNTS_CSV
+    and rerun, and only that file is annotated again.
     """
     from loco_tf.events import decode_with_counts
     from loco_tf.pipelines.audio import AudioError
