@@ -1869,7 +1869,7 @@ def model_fingerprint(path: PathLike, **options: Any) -> str:
     return digest.hexdigest()
 
 
-class PredictRecord:
+class OutputRecord:
     """What `loco predict` (or `loco annotate`) wrote into an output folder
     (`loco-predict.json`, `loco-annotate.json`), so that a rerun skips the files it has done
     already, with the same model and options, from audio that has not changed since (same

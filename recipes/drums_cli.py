@@ -835,7 +835,7 @@ def predict(audio, out, model_path, task, precision, bfloat16, overwrite) -> Non
     # The options that decide the output; bfloat16 as it was keyed before --precision, so
     # the records of earlier runs stay valid.
     fingerprint = drums.model_fingerprint(model_path, bfloat16=encoder_dtype == "bfloat16")
-    record = drums.PredictRecord(out, fingerprint)
+    record = drums.OutputRecord(out, fingerprint)
     failures, skipped = len(empty), 0
     outputs = [
         (path, stem, os.path.join(out, f"{stem}.csv"), os.path.join(out, f"{stem}.mid"))

@@ -176,7 +176,7 @@ def annotate(
     for problem in problems:
         _log(f"error: {problem}")
     os.makedirs(out, exist_ok=True)
-    record = drums.PredictRecord(
+    record = drums.OutputRecord(
         out,
         drums.model_fingerprint(model_path, encoder_dtype=encoder_dtype),
         name=drums.ANNOTATE_RECORD,
